@@ -1,0 +1,197 @@
+"""RegNet configurations and the generator equations of the design space.
+
+A RegNet is described by six numbers (Radosavovic et al. 2020, eq. 2-4):
+depth ``d``, initial width ``w0``, slope ``wa``, width multiplier ``wm``,
+group width ``g`` and bottleneck ratio ``b``.  The generator turns them into
+per-stage depths, widths and group widths exactly as pycls's
+``generate_regnet`` + block-compatibility adjustment does.
+
+Everything here is plain Python/numpy: no Keras, so configurations can be
+explored (and their complexity counted) without building a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+# Widths are quantised to multiples of this (pycls's ``q``).
+WIDTH_QUANTUM = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class RegNetConfig:
+    """A point of the RegNet design space.
+
+    Args:
+        depth: total number of blocks ``d`` (>= 1).
+        w0: initial width, a positive multiple of 8.
+        wa: width slope (>= 0).
+        wm: width multiplier (> 1); stages are where ``w0 * wm**k`` is reached.
+        group_width: channels per group in the 3x3 convolution (>= 1).
+        bottleneck_ratio: bottleneck multiplier ``b`` (> 0); 1.0 for the
+            published RegNets.
+        se_ratio: squeeze-and-excitation ratio relative to each block's input
+            width (RegNetY uses 0.25); ``None`` or 0 disables SE (RegNetX).
+        stem_width: output channels of the stem convolution.
+
+    The derived properties ``stage_depths``, ``stage_widths`` and
+    ``stage_group_widths`` are what the model builder uses.
+
+    Example:
+        >>> cfg = RegNetConfig(depth=13, w0=24, wa=36.44, wm=2.49, group_width=8)
+        >>> cfg.stage_widths
+        (24, 56, 152, 368)
+    """
+
+    depth: int
+    w0: int
+    wa: float
+    wm: float
+    group_width: int
+    bottleneck_ratio: float = 1.0
+    se_ratio: Optional[float] = None
+    stem_width: int = 32
+
+    def __post_init__(self):
+        _check_int("depth", self.depth, minimum=1)
+        if (
+            isinstance(self.w0, bool)
+            or not isinstance(self.w0, (int, np.integer))
+            or self.w0 < WIDTH_QUANTUM
+            or self.w0 % WIDTH_QUANTUM
+        ):
+            raise ValueError(
+                f"w0 must be a positive multiple of {WIDTH_QUANTUM}; got w0={self.w0!r}."
+            )
+        _check_number("wa", self.wa)
+        if self.wa < 0:
+            raise ValueError(f"wa must be >= 0; got wa={self.wa}.")
+        _check_number("wm", self.wm)
+        if self.wm <= 1:
+            raise ValueError(f"wm must be > 1; got wm={self.wm}.")
+        _check_int("group_width", self.group_width, minimum=1)
+        _check_number("bottleneck_ratio", self.bottleneck_ratio)
+        if self.bottleneck_ratio <= 0:
+            raise ValueError(
+                f"bottleneck_ratio must be > 0; got bottleneck_ratio={self.bottleneck_ratio}."
+            )
+        if self.se_ratio is not None:
+            _check_number("se_ratio", self.se_ratio)
+            if not 0 <= self.se_ratio <= 1:
+                raise ValueError(
+                    f"se_ratio must be None or in [0, 1]; got se_ratio={self.se_ratio}."
+                )
+        _check_int("stem_width", self.stem_width, minimum=1)
+
+    @property
+    def has_se(self) -> bool:
+        return bool(self.se_ratio)
+
+    @property
+    def stages(self) -> Tuple["StageSpec", ...]:
+        """The stages after the generator and block-compatibility adjustment."""
+        return _stages(self)
+
+    @property
+    def stage_depths(self) -> Tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def stage_widths(self) -> Tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def stage_group_widths(self) -> Tuple[int, ...]:
+        return tuple(s.group_width for s in self.stages)
+
+    @property
+    def block_widths(self) -> Tuple[int, ...]:
+        """Per-block quantised widths ``w_j`` before the group adjustment."""
+        return tuple(int(w) for w in generate_block_widths(self.depth, self.w0, self.wa, self.wm))
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """One stage: ``depth`` blocks of output ``width``; the first has stride 2."""
+
+    depth: int
+    width: int
+    group_width: int
+    bottleneck_ratio: float
+
+    @property
+    def bottleneck_width(self) -> int:
+        return int(round(self.width * self.bottleneck_ratio))
+
+    @property
+    def groups(self) -> int:
+        return self.bottleneck_width // self.group_width
+
+
+def generate_block_widths(depth: int, w0: int, wa: float, wm: float) -> np.ndarray:
+    """Quantised per-block widths from the linear parameterisation (eq. 2-4).
+
+    ``u_j = w0 + wa*j``; ``s_j = round(log(u_j/w0) / log(wm))``;
+    ``w_j = round(w0 * wm**s_j / 8) * 8``.  numpy rounds half to even, as pycls
+    does; rounding half up gives different widths for several published models.
+    """
+    u = np.arange(depth) * wa + w0
+    s = np.round(np.log(u / w0) / np.log(wm))
+    w = w0 * np.power(wm, s)
+    return (np.round(w / WIDTH_QUANTUM) * WIDTH_QUANTUM).astype(int)
+
+
+def adjust_block_compatibility(widths, bottleneck_ratios, group_widths):
+    """Make widths, bottleneck ratios and group widths mutually compatible.
+
+    The group width is capped at the bottleneck width, and the bottleneck width
+    is rounded (half to even) to a multiple of the group width (of
+    ``lcm(group_width, b)`` for integer ``b > 1``), as pycls does.
+    """
+    bottlenecks = [int(max(1, w * b)) for w, b in zip(widths, bottleneck_ratios)]
+    group_widths = [int(min(g, v)) for g, v in zip(group_widths, bottlenecks)]
+    multiples = [
+        math.lcm(g, int(b)) if b > 1 and float(b).is_integer() else g
+        for g, b in zip(group_widths, bottleneck_ratios)
+    ]
+    bottlenecks = [max(m, int(round(v / m) * m)) for v, m in zip(bottlenecks, multiples)]
+    widths = [int(v / b) for v, b in zip(bottlenecks, bottleneck_ratios)]
+    return widths, group_widths
+
+
+def se_width(block_input_width: int, se_ratio: float) -> int:
+    """SE bottleneck width: round(ratio x the block's *input* width), as pycls."""
+    return int(round(block_input_width * se_ratio))
+
+
+def _stages(cfg: RegNetConfig) -> Tuple[StageSpec, ...]:
+    block_widths = generate_block_widths(cfg.depth, cfg.w0, cfg.wa, cfg.wm)
+    # Stages are runs of equal width; widths are non-decreasing in j, so
+    # np.unique's sorted order is the stage order.
+    widths, depths = np.unique(block_widths, return_counts=True)
+    n = len(widths)
+    widths, group_widths = adjust_block_compatibility(
+        widths.tolist(), [cfg.bottleneck_ratio] * n, [cfg.group_width] * n
+    )
+    return tuple(
+        StageSpec(int(d), int(w), int(g), cfg.bottleneck_ratio)
+        for d, w, g in zip(depths.tolist(), widths, group_widths)
+    )
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {name}={value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {name}={value}.")
+
+
+def _check_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a number; got {name}={value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {name}={value}.")

@@ -1,0 +1,102 @@
+"""RegNet building blocks in Keras ops, layer for layer as pycls's AnyNet.
+
+Functional-style builders (as in ``keras.applications``): each takes a tensor
+and a name prefix and returns the output tensor.  Layer names are stable, so
+weights map one-to-one onto pycls's ``state_dict`` (see ``PYCLS_NAMES``).
+
+Numerics follow PyTorch: BatchNorm epsilon 1e-5 and momentum 0.9 (PyTorch's
+0.1), and strided 3x3 convolutions pad 1 pixel on every side before a
+'valid' convolution.  (Keras's 'same' pads only bottom/right for stride 2 on
+even inputs, which shifts the window and would change ported outputs.)
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from keras_regnet.config import StageSpec, se_width
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+# pycls initialisation: conv weights ~ N(0, sqrt(2 / (k*k*out_channels))), i.e.
+# He-normal on fan_out (Keras's fan_out of a conv kernel is k*k*out_channels,
+# also for grouped convs, as in pycls); classifier ~ N(0, 0.01); zero biases.
+CONV_INITIALIZER = keras.initializers.VarianceScaling(
+    scale=2.0, mode="fan_out", distribution="untruncated_normal"
+)
+DENSE_INITIALIZER = keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+
+
+def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=True):
+    """Conv (no bias) -> BatchNorm [-> ReLU], padded as PyTorch does."""
+    padding = "valid"
+    if kernel_size > 1:
+        if stride == 1:
+            padding = "same"  # symmetric for odd kernels at stride 1
+        else:
+            x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=stride,
+        padding=padding,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=CONV_INITIALIZER,
+        name=f"{name}_conv",
+    )(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    if activation:
+        x = layers.ReLU(name=f"{name}_relu")(x)
+    return x
+
+
+def stem(x, width):
+    """3x3 stride-2 conv to ``width`` channels, BN, ReLU (pycls SimpleStemIN)."""
+    return conv_bn(x, width, 3, stride=2, name="stem")
+
+
+def squeeze_excite(x, se_channels, *, name):
+    """Squeeze-and-excitation: GAP -> 1x1 conv+ReLU -> 1x1 conv+sigmoid -> scale."""
+    channels = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    s = layers.Conv2D(
+        se_channels, 1, activation="relu", kernel_initializer=CONV_INITIALIZER, name=f"{name}_reduce"
+    )(s)
+    s = layers.Conv2D(
+        channels, 1, activation="sigmoid", kernel_initializer=CONV_INITIALIZER, name=f"{name}_expand"
+    )(s)
+    return layers.Multiply(name=f"{name}_scale")([x, s])
+
+
+def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name):
+    """The X block (Y block with ``se_ratio``): pycls ResBottleneckBlock.
+
+    1x1 conv -> 3x3 grouped conv (carrying the stride) -> [SE] -> 1x1 conv,
+    each with BN; a projection shortcut where width or stride changes; ReLU
+    after the residual add.
+    """
+    w_in = x.shape[-1]
+    shortcut = x
+    if w_in != stage.width or stride != 1:
+        shortcut = conv_bn(x, stage.width, 1, stride=stride, name=f"{name}_proj", activation=False)
+    y = conv_bn(x, stage.bottleneck_width, 1, name=f"{name}_a")
+    y = conv_bn(y, stage.bottleneck_width, 3, stride=stride, groups=stage.groups, name=f"{name}_b")
+    if se_ratio:
+        y = squeeze_excite(y, se_width(w_in, se_ratio), name=f"{name}_se")
+    y = conv_bn(y, stage.width, 1, name=f"{name}_c", activation=False)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def stage_blocks(x, stage: StageSpec, se_ratio, *, index: int):
+    """All blocks of stage ``index`` (1-based); the first one has stride 2."""
+    for j in range(stage.depth):
+        x = bottleneck_block(
+            x, stage, 2 if j == 0 else 1, se_ratio, name=f"s{index}_b{j + 1}"
+        )
+    # A named identity gives every stage a stable output name ("s1".."s4")
+    # whatever its depth, for feature extraction.
+    return layers.Identity(name=f"s{index}")(x)

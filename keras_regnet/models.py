@@ -1,0 +1,284 @@
+"""The RegNet model builder, the 24 published models, and feature extraction.
+
+``RegNet(config, ...)`` builds any point of the design space with the
+standard ``keras.applications`` arguments; ``RegNetX200MF`` ...
+``RegNetY32GF`` are the pycls model zoo (data in ``zoo.py``);
+``get_model(name)`` looks a model up by the paper's or the builder's name.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence, Union
+
+import keras
+from keras import layers
+
+from keras_regnet import layers as regnet_layers
+from keras_regnet import weights as weights_lib
+from keras_regnet.config import RegNetConfig
+from keras_regnet.preprocessing import normalization_layer
+from keras_regnet.zoo import function_name, lookup, published_models
+
+MIN_INPUT_SIZE = 32
+DEFAULT_INPUT_SHAPE = (224, 224, 3)
+POOLING_CHOICES = (None, "avg", "max")
+
+_BUILDER_DOC = """Instantiates the {name} architecture (pycls model zoo).
+
+    Reference: Radosavovic et al., "Designing Network Design Spaces",
+    CVPR 2020.  Configuration: depth={depth}, w0={w0}, wa={wa}, wm={wm},
+    group width {group_width}{se}; stage depths {depths}, widths {widths}.
+    {flops:.3f} GFLOPs (multiply-adds) and {params_m:.2f}M parameters at
+    224x224; published ImageNet top-1 error {top1:.2f}%.
+
+    The model takes RGB images in [0, 255] (``include_preprocessing=True``).
+    See :func:`keras_regnet.RegNet` for all arguments.
+
+    Returns:
+        A ``keras.Model``.
+    """
+
+
+def RegNet(
+    config: RegNetConfig,
+    include_top: bool = True,
+    weights: Optional[str] = None,
+    input_tensor=None,
+    input_shape: Optional[Sequence[Optional[int]]] = None,
+    pooling: Optional[str] = None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    include_preprocessing: bool = True,
+    name: str = "regnet",
+) -> keras.Model:
+    """Instantiates a RegNet from any configuration of the design space.
+
+    Args:
+        config: a :class:`keras_regnet.RegNetConfig`.
+        include_top: whether to include the global-average-pool + dense
+            classifier.
+        weights: ``None`` (random initialisation, as pycls) or the path to a
+            Keras weights file (``.weights.h5``) saved from the same
+            architecture.
+        input_tensor: optional Keras tensor (output of ``keras.Input()``) to
+            use as image input.
+        input_shape: optional ``(height, width, channels)``; default
+            ``(224, 224, 3)``.  Height and width must be >= 32, or ``None``
+            for variable sizes.  Channels must be 3 when
+            ``include_preprocessing=True``.
+        pooling: feature pooling when ``include_top=False``: ``None`` (4D
+            output of the last stage), ``"avg"`` or ``"max"`` (2D output).
+        classes: number of classes when ``include_top=True``.
+        classifier_activation: activation of the classifier layer (a name or
+            callable, or ``None`` for logits).  Applied as given.
+        include_preprocessing: if True, the model takes RGB pixels in
+            [0, 255] and normalises with the ImageNet mean/std inside.
+        name: model name.
+
+    Returns:
+        A ``keras.Model``.  Stage outputs are the layers named ``"stem"``,
+        ``"s1"``, ``"s2"``, ... (strides 2, 4, 8, ...); see
+        :func:`feature_extractor`.
+    """
+    if not isinstance(config, RegNetConfig):
+        raise ValueError(f"config must be a keras_regnet.RegNetConfig; got config={config!r}.")
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False; got include_top={include_top!r}.")
+    if pooling not in POOLING_CHOICES:
+        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got pooling={pooling!r}.")
+    if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"classes must be a positive integer; got classes={classes!r}.")
+    if include_top and classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                "classifier_activation must be None, a Keras activation name "
+                f"(e.g. 'softmax') or a callable; got classifier_activation={classifier_activation!r}."
+            ) from e
+    weights_path = weights_lib.check_weights_argument(weights)
+    inputs, img = _image_input(input_tensor, input_shape, include_preprocessing)
+
+    x = normalization_layer()(img) if include_preprocessing else img
+    x = regnet_layers.stem(x, config.stem_width)
+    x = layers.Identity(name="stem")(x)
+    for i, stage in enumerate(config.stages, start=1):
+        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i)
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_initializer=regnet_layers.DENSE_INITIALIZER,
+            name="predictions",
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        weights_lib.load_weights(model, weights_path)
+    return model
+
+
+def _image_input(input_tensor, input_shape, include_preprocessing):
+    """Validate the input arguments; return (model inputs, image tensor)."""
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            input_tensor = keras.Input(tensor=input_tensor)
+        shape = tuple(input_tensor.shape[1:])
+    else:
+        shape = DEFAULT_INPUT_SHAPE if input_shape is None else input_shape
+    try:
+        shape = tuple(None if s is None else int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"input_shape must be (height, width, channels); got input_shape={input_shape!r}."
+        ) from None
+    if len(shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with 3 entries; got {shape}."
+        )
+    h, w, c = shape
+    for dim, size in (("height", h), ("width", w)):
+        if size is not None and size < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"input_shape {dim} must be >= {MIN_INPUT_SIZE} pixels (or None); got "
+                f"input_shape={shape}."
+            )
+    if c is None or c < 1:
+        raise ValueError(f"input_shape channels must be a positive integer; got input_shape={shape}.")
+    if include_preprocessing and c != 3:
+        raise ValueError(
+            "include_preprocessing=True normalises RGB with ImageNet statistics, so "
+            f"input_shape must have 3 channels; got input_shape={shape}. Pass "
+            "include_preprocessing=False for other channel counts."
+        )
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        return (inputs[0] if len(inputs) == 1 else inputs), input_tensor
+    img = keras.Input(shape=shape, name="images")
+    return img, img
+
+
+def get_model(name: str, **kwargs) -> keras.Model:
+    """Build a published RegNet by name.
+
+    Args:
+        name: the paper's name (``"RegNetY-1.6GF"``) or the builder's name
+            (``"RegNetY1_6GF"``); case and punctuation are ignored.
+        **kwargs: arguments of :func:`RegNet` (``include_top``, ``weights``,
+            ``input_shape``, ...).
+
+    Raises:
+        ValueError: unknown name (the message suggests the closest names).
+    """
+    published = lookup(name)
+    kwargs.setdefault("name", published.function_name.lower())
+    return RegNet(published.config, **kwargs)
+
+
+def feature_extractor(
+    model_or_name: Union[keras.Model, str],
+    levels: Optional[Sequence[str]] = None,
+    **kwargs,
+) -> keras.Model:
+    """A multi-scale feature model for detection/segmentation backbones.
+
+    Args:
+        model_or_name: a RegNet ``keras.Model`` built by this package, or a
+            published model name (then built with ``include_top=False`` and
+            ``input_shape=(None, None, 3)`` unless ``kwargs`` say otherwise).
+        levels: which outputs, among ``"stem"`` (stride 2), ``"s1"`` (4),
+            ``"s2"`` (8), ``"s3"`` (16), ``"s4"`` (32); default: all.
+        **kwargs: builder arguments when ``model_or_name`` is a name.
+
+    Returns:
+        A ``keras.Model`` with a dict of feature maps, keyed by level.
+    """
+    if isinstance(model_or_name, str):
+        kwargs.setdefault("include_top", False)
+        kwargs.setdefault("input_shape", (None, None, 3))
+        model = get_model(model_or_name, **kwargs)
+    elif isinstance(model_or_name, keras.Model):
+        model = model_or_name
+    else:
+        raise ValueError(
+            f"model_or_name must be a keras.Model or a model name; got {model_or_name!r}."
+        )
+    available = [l.name for l in model.layers if l.name == "stem" or _is_stage_name(l.name)]
+    if not available:
+        raise ValueError(f"Model {model.name!r} has no RegNet stage outputs (layers 'stem', 's1', ...).")
+    if levels is None:
+        levels = available
+    unknown = [lv for lv in levels if lv not in available]
+    if unknown:
+        raise ValueError(f"levels must be among {available}; got unknown levels {unknown}.")
+    outputs = {lv: model.get_layer(lv).output for lv in levels}
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")
+
+
+def _is_stage_name(name: str) -> bool:
+    return name.startswith("s") and name[1:].isdigit()
+
+
+def _make_builder(paper_name: str):
+    published = published_models()[paper_name]
+    fname = function_name(paper_name)
+
+    def builder(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        include_preprocessing=True,
+        name=fname.lower(),
+    ):
+        return RegNet(
+            published.config,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            include_preprocessing=include_preprocessing,
+            name=name,
+        )
+
+    cfg = published.config
+    builder.__name__ = builder.__qualname__ = fname
+    builder.__module__ = __name__
+    builder.__doc__ = _BUILDER_DOC.format(
+        name=paper_name,
+        depth=cfg.depth,
+        w0=cfg.w0,
+        wa=cfg.wa,
+        wm=cfg.wm,
+        group_width=cfg.group_width,
+        se=f", SE ratio {cfg.se_ratio}" if cfg.has_se else "",
+        depths=list(cfg.stage_depths),
+        widths=list(cfg.stage_widths),
+        flops=published.flops / 1e9,
+        params_m=published.params / 1e6,
+        top1=published.top1_err,
+    )
+    return builder
+
+
+# RegNetX200MF ... RegNetY32GF: the published models are data, the builders
+# are generated from it.
+_module = sys.modules[__name__]
+BUILDERS = {}
+for _paper_name in published_models():
+    BUILDERS[_paper_name] = _make_builder(_paper_name)
+    setattr(_module, function_name(_paper_name), BUILDERS[_paper_name])
+del _module, _paper_name
