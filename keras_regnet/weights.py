@@ -43,6 +43,13 @@ def check_weights_argument(weights):
     return weights
 
 
+def _snake_case(class_name):
+    # The same two substitutions as Keras's naming.to_snake_case:
+    # "Conv2D" -> "conv2d", "BatchNormalization" -> "batch_normalization".
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def _saved_layer_keys(model):
     """The group names Keras 3 gives each layer in a ``.weights.h5`` file.
 
@@ -52,7 +59,7 @@ def _saved_layer_keys(model):
     used = {}
     keys = []
     for layer in model.layers:
-        key = re.sub(r"(?<!^)(?=[A-Z])", "_", type(layer).__name__).lower()
+        key = _snake_case(type(layer).__name__)
         if key in used:
             used[key] += 1
             key = f"{key}_{used[key]}"

@@ -1,0 +1,110 @@
+"""Mapping pycls parameters onto the Keras RegNet, layer by layer.
+
+pycls's ``AnyNet`` ``state_dict`` keys (``stem.conv.weight``,
+``s2.b1.f.b_bn.running_var``, ``s3.b1.f.se.f_ex.0.bias``, ``head.fc.weight``,
+...) correspond one-to-one to the Keras layers of :mod:`keras_regnet.layers`.
+This module takes the state as plain numpy arrays (reading checkpoint files
+is a separate concern), transposes PyTorch layouts to Keras layouts, and
+flips the stem's input channels: pycls networks see BGR, ours see RGB.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Mapping
+
+import numpy as np
+
+# Keras layer-name suffix -> pycls module path inside a block (after "sI.bJ.").
+_BLOCK_MODULES = {
+    "proj_conv": "proj",
+    "proj_bn": "bn",
+    "a_conv": "f.a",
+    "a_bn": "f.a_bn",
+    "b_conv": "f.b",
+    "b_bn": "f.b_bn",
+    "se_reduce": "f.se.f_ex.0",
+    "se_expand": "f.se.f_ex.2",
+    "c_conv": "f.c",
+    "c_bn": "f.c_bn",
+}
+_BN_PARAMS = ("weight", "bias", "running_mean", "running_var")  # Keras order
+_BLOCK_LAYER = re.compile(r"^(s\d+)_(b\d+)_(\w+)$")
+
+
+def pycls_module_name(layer_name: str):
+    """pycls module path of a Keras layer with weights, or ``None``."""
+    if layer_name in ("stem_conv", "stem_bn"):
+        return "stem." + layer_name[len("stem_"):]
+    if layer_name == "predictions":
+        return "head.fc"
+    m = _BLOCK_LAYER.match(layer_name)
+    if m and m.group(3) in _BLOCK_MODULES:
+        return f"{m.group(1)}.{m.group(2)}.{_BLOCK_MODULES[m.group(3)]}"
+    return None
+
+
+def set_pycls_state(model, state: Mapping[str, np.ndarray], strict_head: bool = True) -> None:
+    """Assign a pycls ``state_dict`` (numpy arrays) to a Keras RegNet.
+
+    Args:
+        model: a model built by :func:`keras_regnet.RegNet` (any head).
+        state: pycls parameter name -> numpy array (``num_batches_tracked``
+            entries are ignored).
+        strict_head: if False, a model without a classifier may receive a
+            state that has one (``head.fc.*`` is then skipped).
+
+    Raises:
+        ValueError: a parameter is missing, left over, or has another shape
+            (the message names the layer and both shapes).
+    """
+    state = {k: np.asarray(v) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    used = set()
+    assignments = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        module = pycls_module_name(layer.name)
+        if module is None:
+            raise ValueError(f"Layer {layer.name!r} has no pycls counterpart.")
+        for variable, value, key in zip(layer.weights, *_keras_values(layer, module, state)):
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(
+                    f"pycls parameter {key!r} has shape {value.shape} but layer "
+                    f"{layer.name!r} expects {tuple(variable.shape)} (after layout transposition)."
+                )
+            assignments.append((variable, value))
+            used.add(key)
+    leftover = sorted(k for k in state if k not in used and (strict_head or not k.startswith("head.")))
+    if leftover:
+        raise ValueError(
+            f"{len(leftover)} pycls parameters have no layer in model {model.name!r}, "
+            f"e.g. {leftover[0]!r} (shape {state[leftover[0]].shape})."
+        )
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+
+
+def _keras_values(layer, module: str, state: Dict[str, np.ndarray]):
+    """(values, pycls keys) for ``layer``'s weights, in Keras's order."""
+    if layer.__class__.__name__ == "BatchNormalization":
+        keys = [f"{module}.{p}" for p in _BN_PARAMS]
+    else:
+        keys = [f"{module}.weight"] + ([f"{module}.bias"] if len(layer.weights) > 1 else [])
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(
+            f"The pycls state has no {missing[0]!r}, needed by layer {layer.name!r}; "
+            "is it a checkpoint of another RegNet variant?"
+        )
+    values = []
+    for key in keys:
+        value = state[key]
+        if key.endswith(".weight") and value.ndim == 4:
+            value = value.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+            if module == "stem.conv":
+                value = value[:, :, ::-1, :]  # BGR -> RGB input channels
+        elif key.endswith(".weight") and value.ndim == 2:
+            value = value.T  # dense: (out, in) -> (in, out)
+        values.append(np.ascontiguousarray(value))
+    return values, keys

@@ -1,0 +1,76 @@
+"""Build the official pycls 0.1.1 RegNet for a config, for parity tests.
+
+pycls's wheel ships no YAML configs, so ``cfg.REGNET.*`` is set from our
+``RegNetConfig`` (itself loaded from the published zoo data).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pycls_config = pytest.importorskip("pycls.core.config")
+pycls_net = pytest.importorskip("pycls.core.net")
+pycls_regnet = pytest.importorskip("pycls.models.regnet")
+
+from keras_regnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+
+def set_pycls_cfg(config, num_classes=1000):
+    cfg = pycls_config.cfg
+    cfg.MODEL.TYPE = "regnet"
+    cfg.MODEL.NUM_CLASSES = num_classes
+    cfg.REGNET.STEM_TYPE = "simple_stem_in"
+    cfg.REGNET.STEM_W = config.stem_width
+    cfg.REGNET.BLOCK_TYPE = "res_bottleneck_block"
+    cfg.REGNET.STRIDE = 2
+    cfg.REGNET.DEPTH = config.depth
+    cfg.REGNET.W0 = config.w0
+    cfg.REGNET.WA = config.wa
+    cfg.REGNET.WM = config.wm
+    cfg.REGNET.GROUP_W = config.group_width
+    cfg.REGNET.BOT_MUL = config.bottleneck_ratio
+    cfg.REGNET.SE_ON = config.has_se
+    cfg.REGNET.SE_R = config.se_ratio or 0.25
+    cfg.BN.EPS = 1e-5
+    cfg.BN.MOM = 0.1
+    return cfg
+
+
+def pycls_model(config, num_classes=1000, seed=0):
+    """A pycls RegNet in eval mode whose every parameter and BN statistic is random."""
+    set_pycls_cfg(config, num_classes)
+    torch.manual_seed(seed)
+    model = pycls_regnet.RegNet()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            elif name.endswith("running_mean") or name.endswith("bn.bias") or "_bn.bias" in name:
+                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
+            elif name.endswith("bn.weight") or "_bn.weight" in name:
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            else:
+                fan_in = int(np.prod(t.shape[1:])) if t.ndim > 1 else t.shape[0]
+                t.copy_(torch.randn(t.shape, generator=gen) / np.sqrt(fan_in))
+    return model.eval()
+
+
+def pycls_complexity(config, resolution=224, num_classes=1000):
+    set_pycls_cfg(config, num_classes)
+    cx = {"h": resolution, "w": resolution, "flops": 0, "params": 0, "acts": 0}
+    return pycls_regnet.RegNet.complexity(cx)
+
+
+def pycls_logits(model, rgb_images):
+    """pycls's view of RGB [0, 255] NHWC images: normalised, BGR, NCHW."""
+    x = (rgb_images / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    x = np.ascontiguousarray(x[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def state_numpy(model):
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
