@@ -1,0 +1,182 @@
+"""``keras-regnet``: inspect the RegNet design space and the published models.
+
+Subcommands:
+  zoo         the 24 published models: generator output and complexity
+              against pycls's published table (``--build`` also builds every
+              Keras model and counts its parameters)
+  complexity  flops / params / acts of a published model or a custom config
+  summary     the Keras summary of a model
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+
+def _add_config_args(p):
+    p.add_argument("name", nargs="?", help="published model name, e.g. RegNetY-800MF")
+    p.add_argument("--depth", type=int, help="custom config: depth d")
+    p.add_argument("--w0", type=int, help="custom config: initial width (multiple of 8)")
+    p.add_argument("--wa", type=float, help="custom config: width slope")
+    p.add_argument("--wm", type=float, help="custom config: width multiplier (> 1)")
+    p.add_argument("--group-width", type=int, help="custom config: group width")
+    p.add_argument("--bottleneck-ratio", type=float, default=1.0)
+    p.add_argument("--se-ratio", type=float, default=None, help="0.25 for a Y model")
+
+
+def _config_from_args(args, parser):
+    from keras_regnet.config import RegNetConfig
+    from keras_regnet.zoo import lookup
+
+    custom = [args.depth, args.w0, args.wa, args.wm, args.group_width]
+    if args.name and any(v is not None for v in custom):
+        parser.error("give either a model name or --depth/--w0/--wa/--wm/--group-width, not both")
+    if args.name:
+        return lookup(args.name).config, lookup(args.name).name
+    if any(v is None for v in custom):
+        parser.error("give a model name, or all of --depth --w0 --wa --wm --group-width")
+    cfg = RegNetConfig(
+        depth=args.depth,
+        w0=args.w0,
+        wa=args.wa,
+        wm=args.wm,
+        group_width=args.group_width,
+        bottleneck_ratio=args.bottleneck_ratio,
+        se_ratio=args.se_ratio,
+    )
+    return cfg, "custom"
+
+
+def zoo_table(build: bool = False, progress: bool = True):
+    """Rows comparing our generator/complexity (and built models) with pycls's table."""
+    import keras
+
+    from keras_regnet.complexity import complexity
+    from keras_regnet.zoo import published_models
+
+    rows = []
+    models = list(published_models().values())
+    bar = keras.utils.Progbar(len(models), unit_name="model") if (build and progress) else None
+    for i, pub in enumerate(models):
+        cfg = pub.config
+        cx = complexity(cfg)
+        row = {
+            "name": pub.name,
+            "stage_depths": cfg.stage_depths,
+            "stage_widths": cfg.stage_widths,
+            "stage_group_widths": cfg.stage_group_widths,
+            "flops": cx["flops"],
+            "params": cx["params"],
+            "acts": cx["acts"],
+            "top1_err": pub.top1_err,
+            "matches": (
+                cfg.stage_depths == pub.stage_depths
+                and cfg.stage_widths == pub.stage_widths
+                and cfg.stage_group_widths == pub.stage_group_widths
+                and (cx["flops"], cx["params"], cx["acts"]) == (pub.flops, pub.params, pub.acts)
+            ),
+        }
+        if build:
+            from keras_regnet.models import get_model
+
+            model = get_model(pub.name)
+            row["keras_params"] = sum(math.prod(w.shape) for w in model.trainable_weights)
+            row["matches"] = row["matches"] and row["keras_params"] == pub.params
+            del model
+            keras.backend.clear_session()
+        rows.append(row)
+        if bar is not None:
+            bar.update(i + 1)
+    return rows
+
+
+def format_zoo_markdown(rows) -> str:
+    build = "keras_params" in rows[0]
+    head = "| model | stage depths | stage widths | group widths | GFLOPs | params | acts |"
+    sep = "|---|---|---|---|---:|---:|---:|"
+    if build:
+        head += " Keras params |"
+        sep += "---:|"
+    head += " top-1 err | = pycls |"
+    sep += "---:|:---:|"
+    lines = [head, sep]
+    for r in rows:
+        line = (
+            f"| {r['name']} | {list(r['stage_depths'])} | {list(r['stage_widths'])} | "
+            f"{list(r['stage_group_widths'])} | {r['flops'] / 1e9:.3f} | {r['params']:,} | "
+            f"{r['acts']:,} |"
+        )
+        if build:
+            line += f" {r['keras_params']:,} |"
+        line += f" {r['top1_err']:.2f} | {'yes' if r['matches'] else 'NO'} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="keras-regnet", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_zoo = sub.add_parser("zoo", help="check the 24 published models against pycls's table")
+    p_zoo.add_argument("--build", action="store_true", help="also build each Keras model")
+    p_zoo.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+
+    p_cx = sub.add_parser("complexity", help="flops/params/acts of a model or custom config")
+    _add_config_args(p_cx)
+    p_cx.add_argument("--resolution", type=int, default=224)
+
+    p_sum = sub.add_parser("summary", help="print the Keras model summary")
+    _add_config_args(p_sum)
+    p_sum.add_argument("--resolution", type=int, default=224)
+
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser)
+    except ValueError as e:
+        print(f"keras-regnet: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args, parser) -> int:
+    if args.command == "zoo":
+        rows = zoo_table(build=args.build)
+        text = format_zoo_markdown(rows)
+        print(text)
+        if args.markdown:
+            _write_text_atomic(args.markdown, text)
+        bad = [r["name"] for r in rows if not r["matches"]]
+        print(f"{len(rows) - len(bad)}/{len(rows)} models equal pycls's published numbers.")
+        return 1 if bad else 0
+
+    cfg, label = _config_from_args(args, parser)
+    if args.command == "complexity":
+        from keras_regnet.complexity import complexity
+
+        cx = complexity(cfg, resolution=args.resolution)
+        print(f"{label}: stage depths {list(cfg.stage_depths)}, widths {list(cfg.stage_widths)}, "
+              f"group widths {list(cfg.stage_group_widths)}")
+        print(f"flops {cx['flops']:,} ({cx['flops'] / 1e9:.3f} G multiply-adds) at "
+              f"{args.resolution}x{args.resolution}; params {cx['params']:,}; acts {cx['acts']:,}")
+        return 0
+    if args.command == "summary":
+        from keras_regnet.models import RegNet
+
+        RegNet(cfg, input_shape=(args.resolution, args.resolution, 3), name=label.replace("-", "_").replace(".", "_").lower()).summary()
+        return 0
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def _write_text_atomic(path, text):
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
