@@ -1,0 +1,48 @@
+"""The keras-regnet command line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from keras_regnet import cli, published_models
+
+
+def test_complexity_of_published_model(capsys):
+    assert cli.main(["complexity", "RegNetY-800MF"]) == 0
+    out = capsys.readouterr().out
+    pub = published_models()["RegNetY-800MF"]
+    assert f"flops {pub.flops:,}" in out and f"params {pub.params:,}" in out and f"acts {pub.acts:,}" in out
+
+
+def test_complexity_of_custom_config(capsys):
+    args = ["complexity", "--depth", "13", "--w0", "24", "--wa", "36.44", "--wm", "2.49", "--group-width", "8"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "widths [24, 56, 152, 368]" in out and "params 2,684,792" in out  # = RegNetX-200MF
+
+
+def test_bad_inputs_are_clear(capsys):
+    assert cli.main(["complexity", "RegNetZ-1GF"]) == 2
+    assert "Unknown RegNet model name='RegNetZ-1GF'" in capsys.readouterr().err
+    assert cli.main(["complexity", "--depth", "13", "--w0", "20", "--wa", "3", "--wm", "2", "--group-width", "8"]) == 2
+    assert "w0 must be a positive multiple of 8; got w0=20" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["complexity", "--depth", "13"])
+
+
+def test_zoo_table_and_markdown(tmp_path):
+    md = tmp_path / "zoo.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_regnet.cli", "zoo", "--markdown", str(md)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "24/24 models equal pycls's published numbers." in proc.stdout
+    text = md.read_text()
+    assert text.count("| yes |") == 24 and "| RegNetY-32GF |" in text
+
+
+def test_summary(capsys):
+    assert cli.main(["summary", "RegNetX-200MF", "--resolution", "64"]) == 0
+    assert "s4_b7_out" in capsys.readouterr().out

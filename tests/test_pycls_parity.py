@@ -1,0 +1,95 @@
+"""Parity with the official implementation, pycls 0.1.1, run side by side.
+
+Generator, complexity and logits are compared with pycls itself: every pycls
+parameter and BatchNorm statistic is randomised, mapped onto the Keras model
+with ``convert.set_pycls_state``, and both see the same RGB batch.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import keras_regnet
+from keras_regnet import RegNet, RegNetConfig, published_models
+from keras_regnet.convert import set_pycls_state
+
+pr = pytest.importorskip("pycls_reference")
+
+
+def _pycls_stages(cfg):
+    ws, num_stages, _, _ = pr.pycls_regnet.generate_regnet(cfg.wa, cfg.w0, cfg.wm, cfg.depth)
+    s_ws, s_ds = pr.pycls_regnet.get_stages_from_blocks(ws, ws)
+    s_ws, s_gs = pr.pycls_regnet.adjust_ws_gs_comp(
+        s_ws, [cfg.bottleneck_ratio] * num_stages, [cfg.group_width] * num_stages
+    )
+    return tuple(s_ds), tuple(s_ws), tuple(s_gs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    depth=st.integers(1, 40),
+    w0=st.integers(1, 40).map(lambda k: 8 * k),
+    wa=st.floats(0, 120, allow_nan=False),
+    wm=st.floats(1.05, 3.5),
+    group_width=st.integers(1, 256),
+    bottleneck_ratio=st.sampled_from([0.25, 0.5, 1.0]),
+)
+def test_generator_equals_pycls(depth, w0, wa, wm, group_width, bottleneck_ratio):
+    # pycls 0.1.1 and current pycls differ only for integer bottleneck ratios > 1
+    # (current pycls rounds to lcm(g, b)); we follow current pycls there.
+    cfg = RegNetConfig(depth, w0, wa, wm, group_width, bottleneck_ratio)
+    assert (cfg.stage_depths, cfg.stage_widths, cfg.stage_group_widths) == _pycls_stages(cfg)
+
+
+@pytest.mark.parametrize("pub", list(published_models().values()), ids=lambda p: p.name)
+def test_published_generator_and_complexity_equal_pycls(pub):
+    assert (pub.config.stage_depths, pub.config.stage_widths, pub.config.stage_group_widths) == _pycls_stages(pub.config)
+    ref = pr.pycls_complexity(pub.config)
+    assert keras_regnet.complexity(pub.config) == {k: ref[k] for k in ("flops", "params", "acts")}
+
+
+@pytest.mark.parametrize(
+    "cfg, resolution",
+    [
+        (RegNetConfig(depth=7, w0=40, wa=17.5, wm=2.3, group_width=24, se_ratio=0.25), 160),
+        (RegNetConfig(depth=9, w0=64, wa=30.0, wm=2.1, group_width=16, bottleneck_ratio=0.5), 97),
+    ],
+)
+def test_custom_complexity_equals_pycls(cfg, resolution):
+    ref = pr.pycls_complexity(cfg, resolution=resolution)
+    assert keras_regnet.complexity(cfg, resolution=resolution) == {k: ref[k] for k in ("flops", "params", "acts")}
+
+
+def _assert_logits_match(cfg, keras_model, size, seed=0):
+    torch_model = pr.pycls_model(cfg, num_classes=keras_model.output.shape[-1], seed=seed)
+    set_pycls_state(keras_model, pr.state_numpy(torch_model))
+    x = np.random.default_rng(seed).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    expected = pr.pycls_logits(torch_model, x)
+    got = np.asarray(keras_model.predict_on_batch(x))
+    rel = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+    assert rel <= 1e-4, rel
+    assert np.array_equal(got.argmax(1), expected.argmax(1))
+    return rel
+
+
+# RegNetX-8.0GF: its first stage's group width is capped (120 -> 80).
+@pytest.mark.parametrize("name", ["RegNetX-200MF", "RegNetY-800MF", "RegNetY-1.6GF", "RegNetX-8.0GF"])
+def test_logits_equal_pycls(name):
+    cfg = published_models()[name].config
+    model = keras_regnet.get_model(name, classifier_activation=None)
+    _assert_logits_match(cfg, model, 224)
+
+
+def test_custom_config_logits_equal_pycls_at_odd_size():
+    # Odd input size exercises PyTorch-style symmetric padding on every stride-2 conv.
+    cfg = RegNetConfig(depth=6, w0=24, wa=20.0, wm=2.2, group_width=8, bottleneck_ratio=0.5, se_ratio=0.25)
+    model = RegNet(cfg, input_shape=(None, None, 3), classes=10, classifier_activation=None)
+    _assert_logits_match(cfg, model, 75, seed=3)
+
+
+def test_state_for_another_variant_is_refused():
+    torch_model = pr.pycls_model(published_models()["RegNetX-200MF"].config)
+    model = keras_regnet.RegNetX400MF()
+    with pytest.raises(ValueError, match=r"pycls parameter 's1\.b1\.\S+' has shape \(1, 1, 32, 24\) but layer 's1_b1_\w+' expects \(1, 1, 32, 32\)"):
+        set_pycls_state(model, pr.state_numpy(torch_model))
