@@ -6,6 +6,7 @@ Subcommands:
               Keras model and counts its parameters)
   complexity  flops / params / acts of a published model or a custom config
   summary     the Keras summary of a model
+  plot        a PNG of the per-block widths the generator gives
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import argparse
 import math
 import os
 import sys
+
+# TensorFlow's C++ start-up chatter drowns the tables this tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _add_config_args(p):
@@ -132,6 +136,10 @@ def main(argv=None) -> int:
     _add_config_args(p_sum)
     p_sum.add_argument("--resolution", type=int, default=224)
 
+    p_plot = sub.add_parser("plot", help="plot per-block widths of published models to a PNG")
+    p_plot.add_argument("names", nargs="+", help="published model names")
+    p_plot.add_argument("--out", default="regnet_widths.png", help="PNG path")
+
     args = parser.parse_args(argv)
     try:
         return _run(args, parser)
@@ -150,6 +158,12 @@ def _run(args, parser) -> int:
         bad = [r["name"] for r in rows if not r["matches"]]
         print(f"{len(rows) - len(bad)}/{len(rows)} models equal pycls's published numbers.")
         return 1 if bad else 0
+
+    if args.command == "plot":
+        from keras_regnet.plotting import plot_block_widths
+
+        print(f"wrote {plot_block_widths(args.names, args.out)}")
+        return 0
 
     cfg, label = _config_from_args(args, parser)
     if args.command == "complexity":

@@ -165,14 +165,14 @@ def _image_input(input_tensor, input_shape, include_preprocessing):
     return img, img
 
 
-def get_model(name: str, **kwargs) -> keras.Model:
+def get_model(name: str, /, **kwargs) -> keras.Model:
     """Build a published RegNet by name.
 
     Args:
         name: the paper's name (``"RegNetY-1.6GF"``) or the builder's name
             (``"RegNetY1_6GF"``); case and punctuation are ignored.
         **kwargs: arguments of :func:`RegNet` (``include_top``, ``weights``,
-            ``input_shape``, ...).
+            ``input_shape``, ..., and ``name`` for the Keras model's name).
 
     Raises:
         ValueError: unknown name (the message suggests the closest names).

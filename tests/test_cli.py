@@ -46,3 +46,12 @@ def test_zoo_table_and_markdown(tmp_path):
 def test_summary(capsys):
     assert cli.main(["summary", "RegNetX-200MF", "--resolution", "64"]) == 0
     assert "s4_b7_out" in capsys.readouterr().out
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "w.png"
+    assert cli.main(["plot", "RegNetX-200MF", "RegNetY-800MF", "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert not list(tmp_path.glob("*.tmp-*"))
