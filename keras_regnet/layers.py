@@ -38,7 +38,7 @@ def _tensorflow_has_native_grouped_conv() -> bool:
     Keras 3 compiles every grouped convolution with XLA on the TensorFlow
     backend because old TensorFlow builds had no CPU kernel for them.  Current
     oneDNN builds do, and it is about 5x faster than XLA's grouped
-    convolution on CPU (benchmarks/README), so use it where it works.
+    convolution on CPU (docs/benchmarks.md), so use it where it works.
     """
     if keras.backend.backend() != "tensorflow":
         return False
