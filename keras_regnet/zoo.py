@@ -55,6 +55,31 @@ def _normalise(name: str) -> str:
     return re.sub(r"^regnet([xy])_", r"regnet\1", key)
 
 
+# JSON key (pycls's names) -> our field name.
+_CONFIG_KEYS = {
+    "depth": "depth",
+    "w0": "w0",
+    "wa": "wa",
+    "wm": "wm",
+    "group_w": "group_width",
+    "bot_mul": "bottleneck_ratio",
+    "se_ratio": "se_ratio",
+    "stem_w": "stem_width",
+}
+_MODEL_KEYS = {
+    "name": "name",
+    "flops": "flops",
+    "params": "params",
+    "acts": "acts",
+    "top1_err_exact": "top1_err",
+    "top5_err_exact": "top5_err",
+    "train_batch_size": "train_batch_size",
+    "base_lr": "base_lr",
+    "url": "url",
+}
+_STAGE_KEYS = {"stage_depths": "stage_depths", "stage_widths": "stage_widths", "stage_groups": "stage_group_widths"}
+
+
 @functools.lru_cache(maxsize=None)
 def published_models() -> Dict[str, PublishedModel]:
     """All published models keyed by the paper's name, in zoo order."""
@@ -62,31 +87,10 @@ def published_models() -> Dict[str, PublishedModel]:
     rows = json.loads(text)["models"]
     models = {}
     for row in rows:
-        cfg = RegNetConfig(
-            depth=row["depth"],
-            w0=row["w0"],
-            wa=row["wa"],
-            wm=row["wm"],
-            group_width=row["group_w"],
-            bottleneck_ratio=row["bot_mul"],
-            se_ratio=row["se_ratio"],
-            stem_width=row["stem_w"],
-        )
-        models[row["name"]] = PublishedModel(
-            name=row["name"],
-            config=cfg,
-            flops=row["flops"],
-            params=row["params"],
-            acts=row["acts"],
-            top1_err=row["top1_err_exact"],
-            top5_err=row["top5_err_exact"],
-            train_batch_size=row["train_batch_size"],
-            base_lr=row["base_lr"],
-            url=row["url"],
-            stage_depths=tuple(row["stage_depths"]),
-            stage_widths=tuple(row["stage_widths"]),
-            stage_group_widths=tuple(row["stage_groups"]),
-        )
+        cfg = RegNetConfig(**{field: row[key] for key, field in _CONFIG_KEYS.items()})
+        fields = {field: row[key] for key, field in _MODEL_KEYS.items()}
+        fields.update({field: tuple(row[key]) for key, field in _STAGE_KEYS.items()})
+        models[row["name"]] = PublishedModel(config=cfg, **fields)
     return models
 
 
