@@ -58,9 +58,14 @@ def RegNet(
         config: a :class:`keras_regnet.RegNetConfig`.
         include_top: whether to include the global-average-pool + dense
             classifier.
-        weights: ``None`` (random initialisation, as pycls) or the path to a
-            Keras weights file (``.weights.h5``) saved from the same
-            architecture.
+        weights: ``None`` (random initialisation, as pycls);
+            ``"imagenet"`` (the official pycls ImageNet checkpoint of a
+            published model: downloaded once, converted, cached under
+            ``$KERAS_HOME/models/keras_regnet``); or the path to a Keras
+            ``.weights.h5`` file or a pycls ``.pyth`` checkpoint of the same
+            architecture (recognised by content).  With ``"imagenet"`` and
+            ``include_top=True``, ``classes`` must be 1000; with
+            ``include_top=False`` all but the classifier is loaded.
         input_tensor: optional Keras tensor (output of ``keras.Input()``) to
             use as image input.
         input_shape: optional ``(height, width, channels)``; default
@@ -97,7 +102,7 @@ def RegNet(
                 "classifier_activation must be None, a Keras activation name "
                 f"(e.g. 'softmax') or a callable; got classifier_activation={classifier_activation!r}."
             ) from e
-    weights_path = weights_lib.check_weights_argument(weights)
+    weights_spec = weights_lib.parse_weights_argument(weights, config, include_top, classes)
     inputs, img = _image_input(input_tensor, input_shape, include_preprocessing)
 
     x = normalization_layer()(img) if include_preprocessing else img
@@ -120,8 +125,8 @@ def RegNet(
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     model = keras.Model(inputs, x, name=name)
-    if weights_path is not None:
-        weights_lib.load_weights(model, weights_path)
+    if weights_spec is not None:
+        weights_lib.load(model, weights_spec)
     return model
 
 

@@ -1,46 +1,193 @@
-"""Resolving and loading the ``weights`` argument of the model builders.
+"""The ``weights`` argument of the model builders, resolved in one place.
 
-Today: ``None`` or the path of a Keras ``.weights.h5`` file.  Before loading,
-the file is checked layer by layer against the model, so a file saved from
-another variant fails with the first mismatching layer and both shapes
-instead of a deep Keras error.
+``weights`` may be:
+
+* ``None``: random initialisation (as pycls).
+* ``"imagenet"``: the official pycls 100-epoch checkpoint of a published
+  model, downloaded once (progress bar, atomic write), converted, and cached
+  as Keras weights under ``$KERAS_HOME/models/keras_regnet`` so later calls
+  are offline and fast.  ``"imagenet:pycls"`` is the same.
+* a path to a Keras ``.weights.h5`` file or a pycls checkpoint (``.pyth``;
+  zip or legacy PyTorch format), recognised by content, not by extension.
+
+Sources and checksums are in ``data/weights_manifest.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import os
 import re
+import tempfile
+from importlib import resources
+from typing import Optional
 
 import h5py
 
-IMAGENET_NOT_AVAILABLE = (
-    "weights='imagenet' is not available in this version of keras_regnet: the "
-    "pycls checkpoint download and conversion is not implemented yet. Pass "
-    "weights=None, or the path to a Keras .weights.h5 file."
-)
+from keras_regnet import download, torch_checkpoint
+from keras_regnet.convert import set_pycls_state
+
+IMAGENET = "imagenet"
+DEFAULT_SOURCE = "pycls"
+SUPPORTED_SOURCES = ("pycls",)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def check_weights_argument(weights):
-    """Validate ``weights``; return a file path or ``None``."""
+@dataclasses.dataclass(frozen=True)
+class WeightsSpec:
+    """A validated ``weights`` argument."""
+
+    kind: str  # "imagenet" or "file"
+    source: Optional[str] = None  # for "imagenet"
+    path: Optional[str] = None  # for "file"
+    model_name: Optional[str] = None  # paper name of the published model, if any
+
+
+@functools.lru_cache(maxsize=None)
+def manifest() -> dict:
+    """Weight sources per published model (URL, SHA-256, accuracy, license, converter)."""
+    text = resources.files("keras_regnet").joinpath("data/weights_manifest.json").read_text()
+    return json.loads(text)["models"]
+
+
+def parse_weights_argument(weights, config, include_top: bool, classes: int) -> Optional[WeightsSpec]:
+    """Validate ``weights`` before any model is built; ``None`` for random init."""
+    from keras_regnet.zoo import published_models
+
     if weights is None:
         return None
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            f"weights must be None or the path to a weights file; got weights={weights!r}."
+            "weights must be None, 'imagenet' (or 'imagenet:SOURCE') or the path to a "
+            f"weights file; got weights={weights!r}."
         )
     weights = os.fspath(weights)
-    if weights == "imagenet" or weights.startswith("imagenet:"):
-        raise ValueError(IMAGENET_NOT_AVAILABLE)
+    if weights == IMAGENET or weights.startswith(IMAGENET + ":"):
+        source = weights.partition(":")[2] or DEFAULT_SOURCE
+        known = sorted({s for entry in manifest().values() for s in entry})
+        if source not in known:
+            raise ValueError(
+                f"Unknown weights source in weights={weights!r}; known sources: "
+                f"{', '.join(repr(IMAGENET + ':' + s) for s in known)}."
+            )
+        if source not in SUPPORTED_SOURCES:
+            raise ValueError(
+                f"weights={weights!r}: the {source} weights are listed in the manifest but their "
+                "conversion is not implemented yet (their models differ from pycls's in padding and "
+                f"preprocessing). Supported: {', '.join(repr(IMAGENET + ':' + s) for s in SUPPORTED_SOURCES)}."
+            )
+        published = next((p for p in published_models().values() if p.config == config), None)
+        if published is None:
+            raise ValueError(
+                f"weights={weights!r} exists only for the 24 published models; this config is not "
+                "one of them. Use weights=None or a weights file."
+            )
+        if include_top and classes != 1000:
+            raise ValueError(
+                f"weights={weights!r} with include_top=True has a 1000-class ImageNet classifier; "
+                f"got classes={classes}. Use include_top=False and add your own head."
+            )
+        return WeightsSpec(IMAGENET, source=source, model_name=published.name)
     if not os.path.isfile(weights):
         raise ValueError(
-            f"weights must be None or the path to an existing weights file; "
-            f"no file at weights={weights!r}."
+            "weights must be None, 'imagenet' (or 'imagenet:SOURCE') or the path to an existing "
+            f"weights file; no file at weights={weights!r}."
         )
-    if not weights.endswith(".weights.h5"):
+    return WeightsSpec("file", path=weights)
+
+
+def load(model, spec: WeightsSpec, progress: bool = True) -> None:
+    """Load the weights ``spec`` describes into ``model``."""
+    if spec.kind == "file":
+        load_file(model, spec.path)
+        return
+    include_top = _has_top(model)
+    entry = manifest()[spec.model_name][spec.source]
+    from keras_regnet.zoo import function_name
+
+    cached = os.path.join(
+        download.cache_dir(),
+        f"{function_name(spec.model_name)}_{spec.source}{'' if include_top else '_notop'}.weights.h5",
+    )
+    if os.path.isfile(cached):
+        load_file(model, cached)
+        return
+    raw = os.path.join(download.cache_dir(), os.path.basename(entry["url"]))
+    if os.path.isfile(raw):
+        # Placed by hand or kept from an earlier download: verify before use.
+        if entry["sha256"] and download.sha256_of(raw) != entry["sha256"]:
+            raise ValueError(
+                f"{raw} does not match the published SHA-256 of {entry['url']} "
+                f"({entry['sha256']}); delete it and call again to re-download."
+            )
+    else:
+        download.fetch(entry["url"], raw, sha256=entry["sha256"], progress=progress)
+    load_file(model, raw)
+    save_weights_atomic(model, cached)
+
+
+def save_weights_atomic(model, path: str) -> str:
+    """``model.save_weights`` through a temporary file renamed into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def detect_format(path: str) -> str:
+    """``"keras"`` (.weights.h5), ``"tf-keras-h5"``, ``"torch"``; else ``ValueError``."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == HDF5_SIGNATURE:
+        with h5py.File(path, "r") as f:
+            if "layers" in f:
+                return "keras"
+            if "layer_names" in f.attrs or "model_weights" in f:
+                return "tf-keras-h5"
+        raise ValueError(f"weights={path!r} is an HDF5 file but not a Keras weights file.")
+    if head[:2] == b"PK" or head[:2] == b"\x80\x02":
+        return "torch"
+    raise ValueError(
+        f"weights={path!r} is not a recognised weights file: expected a Keras '.weights.h5' "
+        "file or a pycls PyTorch checkpoint ('.pyth')."
+    )
+
+
+def load_file(model, path: str) -> None:
+    """Load a weights file of any supported format into ``model``."""
+    fmt = detect_format(path)
+    if fmt == "keras":
+        check_weights_file(model, path)
+        model.load_weights(path)
+    elif fmt == "torch":
+        checkpoint = torch_checkpoint.load(path)
+        state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict) or not state:
+            raise ValueError(f"weights={path!r} is a PyTorch file but holds no state dict.")
+        if "stem.conv.weight" not in state:
+            raise ValueError(
+                f"weights={path!r} is a PyTorch checkpoint but not a pycls RegNet one (no "
+                f"'stem.conv.weight'; first key {next(iter(state))!r}). torchvision checkpoints "
+                "are not supported yet."
+            )
+        set_pycls_state(model, state, strict_head=_has_top(model))
+    else:
         raise ValueError(
-            f"weights file must be a Keras '.weights.h5' file; got weights={weights!r}."
+            f"weights={path!r} is a Keras 2 / tf-keras '.h5' file; converting tf-keras RegNet "
+            "weights is not implemented yet."
         )
-    return weights
+
+
+def _has_top(model) -> bool:
+    return any(layer.name == "predictions" for layer in model.layers)
 
 
 def _snake_case(class_name):
@@ -102,9 +249,3 @@ def check_weights_file(model, path):
                 f"weights for {len(extra)} more layers than the model (e.g. {extra[0]!r}). "
                 "Was it saved from a deeper RegNet variant?"
             )
-
-
-def load_weights(model, path):
-    """Check ``path`` against ``model``, then load it."""
-    check_weights_file(model, path)
-    model.load_weights(path)

@@ -190,9 +190,10 @@ def test_feature_extractor_strides():
         (dict(pooling="mean", include_top=False), r"pooling must be one of None, 'avg', 'max'"),
         (dict(classes=0), r"classes must be a positive integer"),
         (dict(classifier_activation="nope"), r"classifier_activation must be None"),
-        (dict(weights="imagenet"), r"weights='imagenet' is not available"),
+        (dict(weights="imagenet"), r"weights='imagenet' exists only for the 24 published models"),
+        (dict(weights="imagenet:nope"), r"Unknown weights source in weights='imagenet:nope'; known sources: 'imagenet:pycls'"),
         (dict(weights="/no/such/file.weights.h5"), r"no file at weights="),
-        (dict(weights=3), r"weights must be None or the path"),
+        (dict(weights=3), r"weights must be None, 'imagenet' \(or 'imagenet:SOURCE'\) or the path"),
     ],
 )
 def test_bad_arguments(kwargs, message):

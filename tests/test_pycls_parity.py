@@ -61,9 +61,15 @@ def test_custom_complexity_equals_pycls(cfg, resolution):
     assert keras_regnet.complexity(cfg, resolution=resolution) == {k: ref[k] for k in ("flops", "params", "acts")}
 
 
-def _assert_logits_match(cfg, keras_model, size, seed=0):
-    torch_model = pr.pycls_model(cfg, num_classes=keras_model.output.shape[-1], seed=seed)
-    set_pycls_state(keras_model, pr.state_numpy(torch_model))
+def _assert_logits_match(cfg, build, size, tmp_path, seed=0, zip_format=True, num_classes=1000):
+    """Save a pycls-style checkpoint, load it with weights=PATH, compare logits."""
+    torch_model = pr.pycls_model(cfg, num_classes=num_classes, seed=seed)
+    path = tmp_path / "model.pyth"
+    pr.torch.save(
+        {"epoch": 99, "model_state": torch_model.state_dict()}, path,
+        _use_new_zipfile_serialization=zip_format,
+    )
+    keras_model = build(weights=str(path))
     x = np.random.default_rng(seed).uniform(0, 255, (2, size, size, 3)).astype("float32")
     expected = pr.pycls_logits(torch_model, x)
     got = np.asarray(keras_model.predict_on_batch(x))
@@ -75,17 +81,40 @@ def _assert_logits_match(cfg, keras_model, size, seed=0):
 
 # RegNetX-8.0GF: its first stage's group width is capped (120 -> 80).
 @pytest.mark.parametrize("name", ["RegNetX-200MF", "RegNetY-800MF", "RegNetY-1.6GF", "RegNetX-8.0GF"])
-def test_logits_equal_pycls(name):
+def test_logits_equal_pycls(name, tmp_path):
     cfg = published_models()[name].config
-    model = keras_regnet.get_model(name, classifier_activation=None)
-    _assert_logits_match(cfg, model, 224)
+    build = lambda **kw: keras_regnet.get_model(name, classifier_activation=None, **kw)  # noqa: E731
+    _assert_logits_match(cfg, build, 224, tmp_path)
 
 
-def test_custom_config_logits_equal_pycls_at_odd_size():
+def test_legacy_checkpoint_format(tmp_path):
+    # The 2020 pycls files may predate PyTorch 1.6's zip format.
+    cfg = published_models()["RegNetY-200MF"].config
+    build = lambda **kw: keras_regnet.RegNetY200MF(classifier_activation=None, **kw)  # noqa: E731
+    _assert_logits_match(cfg, build, 224, tmp_path, zip_format=False)
+
+
+def test_custom_config_logits_equal_pycls_at_odd_size(tmp_path):
     # Odd input size exercises PyTorch-style symmetric padding on every stride-2 conv.
     cfg = RegNetConfig(depth=6, w0=24, wa=20.0, wm=2.2, group_width=8, bottleneck_ratio=0.5, se_ratio=0.25)
-    model = RegNet(cfg, input_shape=(None, None, 3), classes=10, classifier_activation=None)
-    _assert_logits_match(cfg, model, 75, seed=3)
+    build = lambda **kw: RegNet(  # noqa: E731
+        cfg, input_shape=(None, None, 3), classes=10, classifier_activation=None, **kw
+    )
+    _assert_logits_match(cfg, build, 75, tmp_path, seed=3, num_classes=10)
+
+
+def test_include_top_false_loads_all_but_the_classifier(tmp_path):
+    cfg = published_models()["RegNetX-200MF"].config
+    torch_model = pr.pycls_model(cfg)
+    path = tmp_path / "x200.pyth"
+    pr.torch.save({"model_state": torch_model.state_dict()}, path)
+    features = keras_regnet.RegNetX200MF(include_top=False, pooling="avg", weights=str(path))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    pooled = np.asarray(features.predict_on_batch(x))
+    # The pycls head applied to our pooled features gives pycls's logits.
+    fc_w = torch_model.head.fc.weight.detach().numpy()
+    fc_b = torch_model.head.fc.bias.detach().numpy()
+    np.testing.assert_allclose(pooled @ fc_w.T + fc_b, pr.pycls_logits(torch_model, x), rtol=1e-3, atol=1e-4)
 
 
 def test_state_for_another_variant_is_refused():

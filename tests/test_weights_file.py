@@ -57,10 +57,10 @@ def test_head_mismatch(tmp_path):
 def test_not_a_keras_weights_file(tmp_path):
     wrong_ext = tmp_path / "model.pth"
     wrong_ext.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"must be a Keras '\.weights\.h5' file"):
+    with pytest.raises(ValueError, match=r"is not a recognised weights file"):
         keras_regnet.RegNetX200MF(weights=str(wrong_ext))
     other = tmp_path / "other.weights.h5"
     with h5py.File(other, "w") as f:
         f.create_dataset("x", data=np.zeros(3))
-    with pytest.raises(ValueError, match=r"is not a Keras 3 '\.weights\.h5' file"):
+    with pytest.raises(ValueError, match=r"is an HDF5 file but not a Keras weights file"):
         keras_regnet.RegNetX200MF(weights=str(other))

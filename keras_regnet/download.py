@@ -1,0 +1,94 @@
+"""Atomic, checksummed downloads with a progress bar, and the cache location."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+
+CHUNK = 1 << 20
+
+
+class DownloadError(OSError):
+    """A file could not be fetched (network, HTTP error, truncation, checksum)."""
+
+
+def cache_dir() -> str:
+    """``$KERAS_HOME/models/keras_regnet`` (``~/.keras`` when KERAS_HOME is unset), created."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    path = os.path.join(home, "models", "keras_regnet")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: str, sha256: str | None = None, progress: bool = True, timeout: float = 60) -> str:
+    """Download ``url`` to ``dest`` atomically and return ``dest``.
+
+    The bytes go to a temporary file beside ``dest`` that is renamed into
+    place only when complete (the ``Content-Length`` is honoured) and, if
+    ``sha256`` is given, when its digest matches.  On any failure the
+    temporary file is removed and ``dest`` is left as it was.
+
+    Raises:
+        DownloadError: naming the URL and what went wrong; for network
+            errors, also where to place the file by hand.
+    """
+    import keras
+
+    directory = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dest) + ".", suffix=".part", dir=directory)
+    digest = hashlib.sha256()
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise DownloadError(f"Downloading {url} failed: HTTP {e.code} {e.reason}.") from e
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DownloadError(
+                f"Could not download {url} ({reason}). If this machine is offline, download "
+                f"the file elsewhere and place it at {dest}, then call again."
+            ) from e
+        with response, os.fdopen(fd, "wb") as out:
+            fd = None
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = keras.utils.Progbar(total, unit_name="B") if progress else None
+            received = 0
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except OSError as e:
+                    raise DownloadError(f"Downloading {url} was interrupted: {e}.") from e
+                if not block:
+                    break
+                out.write(block)
+                digest.update(block)
+                received += len(block)
+                if bar is not None:
+                    bar.update(received)
+        if total is not None and received != total:
+            raise DownloadError(f"Downloading {url} was truncated: got {received} of {total} bytes.")
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise DownloadError(
+                f"Checksum mismatch for {url}: expected SHA-256 {sha256}, got {digest.hexdigest()}. "
+                "The file was not kept; it may be corrupt or replaced upstream."
+            )
+        os.replace(tmp, dest)
+        tmp = None
+        return dest
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
