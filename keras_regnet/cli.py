@@ -7,6 +7,7 @@ Subcommands:
   complexity  flops / params / acts of a published model or a custom config
   summary     the Keras summary of a model
   plot        a PNG of the per-block widths the generator gives
+  convert     a pycls checkpoint (or Keras weights file) to Keras .weights.h5
 """
 
 from __future__ import annotations
@@ -140,6 +141,12 @@ def main(argv=None) -> int:
     p_plot.add_argument("names", nargs="+", help="published model names")
     p_plot.add_argument("--out", default="regnet_widths.png", help="PNG path")
 
+    p_conv = sub.add_parser("convert", help="convert a pycls .pyth checkpoint to a Keras .weights.h5 file")
+    p_conv.add_argument("src", help="pycls .pyth checkpoint (zip or legacy format) or Keras .weights.h5")
+    p_conv.add_argument("dst", help="output path ending in .weights.h5")
+    p_conv.add_argument("--model", required=True, help="published model name, e.g. RegNetY-800MF")
+    p_conv.add_argument("--no-top", action="store_true", help="drop the classifier")
+
     args = parser.parse_args(argv)
     try:
         return _run(args, parser)
@@ -163,6 +170,16 @@ def _run(args, parser) -> int:
         from keras_regnet.plotting import plot_block_widths
 
         print(f"wrote {plot_block_widths(args.names, args.out)}")
+        return 0
+
+    if args.command == "convert":
+        from keras_regnet.models import get_model
+        from keras_regnet.weights import save_weights_atomic
+
+        if not args.dst.endswith(".weights.h5"):
+            raise ValueError(f"dst must end in '.weights.h5' (Keras's weights format); got dst={args.dst!r}.")
+        model = get_model(args.model, weights=args.src, include_top=not args.no_top)
+        print(f"wrote {save_weights_atomic(model, args.dst)} ({model.name}, {model.count_params():,} parameters)")
         return 0
 
     cfg, label = _config_from_args(args, parser)

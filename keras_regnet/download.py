@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -68,8 +69,8 @@ def fetch(url: str, dest: str, sha256: str | None = None, progress: bool = True,
             while True:
                 try:
                     block = response.read(CHUNK)
-                except OSError as e:
-                    raise DownloadError(f"Downloading {url} was interrupted: {e}.") from e
+                except (OSError, http.client.HTTPException) as e:
+                    raise DownloadError(f"Downloading {url} was interrupted: {e!r}.") from e
                 if not block:
                     break
                 out.write(block)

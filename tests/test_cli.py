@@ -55,3 +55,21 @@ def test_plot_writes_png(tmp_path):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_convert_pycls_checkpoint(tmp_path):
+    import numpy as np
+
+    import keras_regnet
+
+    pr = pytest.importorskip("pycls_reference")
+    torch_model = pr.pycls_model(published_models()["RegNetY-200MF"].config, seed=2)
+    src = tmp_path / "y200.pyth"
+    pr.torch.save({"model_state": torch_model.state_dict()}, src, _use_new_zipfile_serialization=False)
+    dst = tmp_path / "y200.weights.h5"
+    assert cli.main(["convert", str(src), str(dst), "--model", "RegNetY-200MF"]) == 0
+    model = keras_regnet.RegNetY200MF(weights=str(dst), classifier_activation=None)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), pr.pycls_logits(torch_model, x), rtol=1e-4, atol=1e-4)
+    assert cli.main(["convert", str(src), str(tmp_path / "out.h5"), "--model", "RegNetY-200MF"]) == 2
+    assert cli.main(["convert", str(src), str(tmp_path / "x.weights.h5"), "--model", "RegNetX-200MF"]) == 2

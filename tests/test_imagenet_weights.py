@@ -1,0 +1,171 @@
+"""weights='imagenet': download, checksum, conversion and cache, against a loopback server.
+
+The server (127.0.0.1, random port) serves a pycls-style checkpoint that the
+test makes from a randomised pycls model; the manifest's URL is pointed at it.
+"""
+
+import hashlib
+import http.server
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+import keras_regnet
+from keras_regnet import weights as weights_lib
+from keras_regnet.download import DownloadError
+
+pr = pytest.importorskip("pycls_reference")
+NAME = "RegNetX-200MF"
+
+
+class _Server:
+    """Serves ``files`` (path -> bytes); ``truncate`` lies about Content-Length."""
+
+    def __init__(self):
+        self.files, self.requests, self.truncate = {}, [], set()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server naming)
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                length = len(body) + (1000 if self.path in server.truncate else 0)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = _Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def checkpoint(tmp_path_factory):
+    """(bytes of a pycls checkpoint of RegNetX-200MF, the pycls model)."""
+    torch_model = pr.pycls_model(keras_regnet.published_models()[NAME].config, seed=5)
+    path = tmp_path_factory.mktemp("ck") / "RegNetX-200MF_dds_8gpu.pyth"
+    pr.torch.save({"epoch": 100, "model_state": torch_model.state_dict()}, path)
+    return path.read_bytes(), torch_model
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home / "models" / "keras_regnet"
+
+
+def _point_manifest(monkeypatch, url, sha256):
+    entries = {name: {src: dict(e) for src, e in srcs.items()} for name, srcs in weights_lib.manifest().items()}
+    entries[NAME]["pycls"].update(url=url, sha256=sha256)
+    monkeypatch.setattr(weights_lib, "manifest", lambda: entries)
+
+
+def test_download_convert_cache(server, checkpoint, keras_home, monkeypatch):
+    data, torch_model = checkpoint
+    server.files["/pycls/RegNetX-200MF_dds_8gpu.pyth"] = data
+    _point_manifest(monkeypatch, server.url("/pycls/RegNetX-200MF_dds_8gpu.pyth"), hashlib.sha256(data).hexdigest())
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    expected = pr.pycls_logits(torch_model, x)
+
+    model = keras_regnet.RegNetX200MF(weights="imagenet", classifier_activation=None)
+    assert len(server.requests) == 1
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
+    cached = keras_home / "RegNetX200MF_pycls.weights.h5"
+    assert cached.is_file() and (keras_home / "RegNetX-200MF_dds_8gpu.pyth").is_file()
+    assert not list(keras_home.glob("*.part")) and not list(keras_home.glob(".tmp-*"))
+
+    # Second call: the converted cache, no request.
+    again = keras_regnet.get_model("RegNetX-200MF", weights="imagenet:pycls", classifier_activation=None)
+    assert len(server.requests) == 1
+    np.testing.assert_array_equal(again.predict_on_batch(x), model.predict_on_batch(x))
+
+    # Without the top: converted from the cached checkpoint, still no request.
+    backbone = keras_regnet.RegNetX200MF(weights="imagenet", include_top=False, pooling="avg")
+    assert len(server.requests) == 1
+    assert (keras_home / "RegNetX200MF_pycls_notop.weights.h5").is_file()
+    np.testing.assert_allclose(
+        backbone.get_layer("s4_b7_c_conv").kernel.numpy(), model.get_layer("s4_b7_c_conv").kernel.numpy()
+    )
+
+
+def test_checksum_mismatch_caches_nothing(server, checkpoint, keras_home, monkeypatch):
+    server.files["/ck.pyth"] = checkpoint[0]
+    _point_manifest(monkeypatch, server.url("/ck.pyth"), "0" * 64)
+    with pytest.raises(DownloadError, match=r"Checksum mismatch for http://127\.0\.0\.1:\d+/ck\.pyth"):
+        keras_regnet.RegNetX200MF(weights="imagenet")
+    assert list(keras_home.iterdir()) == []
+
+
+def test_truncated_download_caches_nothing(server, checkpoint, keras_home, monkeypatch):
+    server.files["/ck.pyth"] = checkpoint[0]
+    server.truncate.add("/ck.pyth")
+    _point_manifest(monkeypatch, server.url("/ck.pyth"), None)
+    with pytest.raises(DownloadError, match=r"(truncated|interrupted)"):
+        keras_regnet.RegNetX200MF(weights="imagenet")
+    assert list(keras_home.iterdir()) == []
+
+
+def test_404(server, keras_home, monkeypatch):
+    _point_manifest(monkeypatch, server.url("/missing.pyth"), None)
+    with pytest.raises(DownloadError, match=r"missing\.pyth failed: HTTP 404"):
+        keras_regnet.RegNetX200MF(weights="imagenet")
+    assert list(keras_home.iterdir()) == []
+
+
+def test_no_network_names_url_and_where_to_place_the_file(keras_home, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/RegNetX-200MF_dds_8gpu.pyth"
+    _point_manifest(monkeypatch, url, None)
+    with pytest.raises(DownloadError) as err:
+        keras_regnet.RegNetX200MF(weights="imagenet")
+    message = str(err.value)
+    assert f"Could not download {url}" in message
+    assert str(keras_home / "RegNetX-200MF_dds_8gpu.pyth") in message
+
+
+def test_file_placed_by_hand_is_used_and_checked(checkpoint, keras_home, monkeypatch):
+    data, torch_model = checkpoint
+    keras_home.mkdir(parents=True)
+    (keras_home / "RegNetX-200MF_dds_8gpu.pyth").write_bytes(data)
+    _point_manifest(monkeypatch, "http://127.0.0.1:9/RegNetX-200MF_dds_8gpu.pyth", hashlib.sha256(data).hexdigest())
+    model = keras_regnet.RegNetX200MF(weights="imagenet", classifier_activation=None)
+    x = np.random.default_rng(1).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), pr.pycls_logits(torch_model, x), rtol=1e-4, atol=1e-4)
+
+    (keras_home / "RegNetX200MF_pycls.weights.h5").unlink()
+    _point_manifest(monkeypatch, "http://127.0.0.1:9/RegNetX-200MF_dds_8gpu.pyth", "f" * 64)
+    with pytest.raises(ValueError, match="does not match the published SHA-256"):
+        keras_regnet.RegNetX200MF(weights="imagenet")
+
+
+def test_imagenet_argument_errors():
+    with pytest.raises(ValueError, match=r"include_top=True has a 1000-class ImageNet classifier; got classes=10"):
+        keras_regnet.RegNetY800MF(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"conversion is not implemented yet"):
+        keras_regnet.RegNetY800MF(weights="imagenet:tf-keras")
