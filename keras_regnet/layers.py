@@ -78,11 +78,19 @@ class GroupedConv2D(layers.Conv2D):
         return super().convolution_op(inputs, kernel)
 
 
-def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=True):
-    """Conv (no bias) -> BatchNorm [-> ReLU], padded as PyTorch does."""
+PADDING_STYLES = ("symmetric", "same")
+
+
+def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=True, padding_style="symmetric"):
+    """Conv (no bias) -> BatchNorm [-> ReLU].
+
+    ``padding_style="symmetric"`` pads as PyTorch/pycls (1 pixel on every side
+    of a 3x3); ``"same"`` is TensorFlow's 'same' (for stride 2 on even inputs:
+    bottom/right only), which tf-keras's RegNet weights were trained with.
+    """
     padding = "valid"
     if kernel_size > 1:
-        if stride == 1:
+        if stride == 1 or padding_style == "same":
             padding = "same"  # symmetric for odd kernels at stride 1
         else:
             x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
@@ -102,9 +110,9 @@ def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=Tru
     return x
 
 
-def stem(x, width):
+def stem(x, width, padding_style="symmetric"):
     """3x3 stride-2 conv to ``width`` channels, BN, ReLU (pycls SimpleStemIN)."""
-    return conv_bn(x, width, 3, stride=2, name="stem")
+    return conv_bn(x, width, 3, stride=2, name="stem", padding_style=padding_style)
 
 
 def squeeze_excite(x, se_channels, *, name):
@@ -120,7 +128,7 @@ def squeeze_excite(x, se_channels, *, name):
     return layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name):
+def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name, padding_style="symmetric"):
     """The X block (Y block with ``se_ratio``): pycls ResBottleneckBlock.
 
     1x1 conv -> 3x3 grouped conv (carrying the stride) -> [SE] -> 1x1 conv,
@@ -132,7 +140,10 @@ def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name):
     if w_in != stage.width or stride != 1:
         shortcut = conv_bn(x, stage.width, 1, stride=stride, name=f"{name}_proj", activation=False)
     y = conv_bn(x, stage.bottleneck_width, 1, name=f"{name}_a")
-    y = conv_bn(y, stage.bottleneck_width, 3, stride=stride, groups=stage.groups, name=f"{name}_b")
+    y = conv_bn(
+        y, stage.bottleneck_width, 3, stride=stride, groups=stage.groups, name=f"{name}_b",
+        padding_style=padding_style,
+    )
     if se_ratio:
         y = squeeze_excite(y, se_width(w_in, se_ratio), name=f"{name}_se")
     y = conv_bn(y, stage.width, 1, name=f"{name}_c", activation=False)
@@ -140,11 +151,11 @@ def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def stage_blocks(x, stage: StageSpec, se_ratio, *, index: int):
+def stage_blocks(x, stage: StageSpec, se_ratio, *, index: int, padding_style="symmetric"):
     """All blocks of stage ``index`` (1-based); the first one has stride 2."""
     for j in range(stage.depth):
         x = bottleneck_block(
-            x, stage, 2 if j == 0 else 1, se_ratio, name=f"s{index}_b{j + 1}"
+            x, stage, 2 if j == 0 else 1, se_ratio, name=f"s{index}_b{j + 1}", padding_style=padding_style
         )
     # A named identity gives every stage a stable output name ("s1".."s4")
     # whatever its depth, for feature extraction.

@@ -17,7 +17,7 @@ from keras import layers
 from keras_regnet import layers as regnet_layers
 from keras_regnet import weights as weights_lib
 from keras_regnet.config import RegNetConfig
-from keras_regnet.preprocessing import normalization_layer
+from keras_regnet.preprocessing import preprocessing_layer
 from keras_regnet.zoo import function_name, lookup, published_models
 
 MIN_INPUT_SIZE = 32
@@ -105,11 +105,13 @@ def RegNet(
     weights_spec = weights_lib.parse_weights_argument(weights, config, include_top, classes)
     inputs, img = _image_input(input_tensor, input_shape, include_preprocessing)
 
-    x = normalization_layer()(img) if include_preprocessing else img
-    x = regnet_layers.stem(x, config.stem_width)
+    # Padding and preprocessing follow the weights' source (pycls by default).
+    variant = weights_lib.variant_of(weights_spec)
+    x = preprocessing_layer(variant.preprocessing)(img) if include_preprocessing else img
+    x = regnet_layers.stem(x, config.stem_width, padding_style=variant.padding)
     x = layers.Identity(name="stem")(x)
     for i, stage in enumerate(config.stages, start=1):
-        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i)
+        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i, padding_style=variant.padding)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -17,8 +17,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalization_layer(name="preprocessing"):
-    """``(x / 255 - mean) / std`` per RGB channel, as a Keras layer."""
+PREPROCESSING_STYLES = ("imagenet_mean_std", "rescale_0_1")
+
+
+def preprocessing_layer(style="imagenet_mean_std", name="preprocessing"):
+    """The in-model preprocessing a weights source was trained with.
+
+    ``"imagenet_mean_std"`` (pycls): ``(x / 255 - mean) / std`` per RGB
+    channel.  ``"rescale_0_1"`` (tf-keras's RegNet weights): ``x / 255``.
+    """
+    if style == "rescale_0_1":
+        return layers.Rescaling(1.0 / 255.0, name=name)
+    if style != "imagenet_mean_std":
+        raise ValueError(f"preprocessing style must be one of {PREPROCESSING_STYLES}; got {style!r}.")
     mean = np.array(IMAGENET_MEAN) * 255.0
     std = np.array(IMAGENET_STD) * 255.0
     return layers.Normalization(axis=-1, mean=mean.tolist(), variance=(std**2).tolist(), name=name)

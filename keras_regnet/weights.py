@@ -7,10 +7,15 @@
   model, downloaded once (progress bar, atomic write), converted, and cached
   as Keras weights under ``$KERAS_HOME/models/keras_regnet`` so later calls
   are offline and fast.  ``"imagenet:pycls"`` is the same.
-* a path to a Keras ``.weights.h5`` file or a pycls checkpoint (``.pyth``;
-  zip or legacy PyTorch format), recognised by content, not by extension.
+* ``"imagenet:tf-keras"``: tf-keras's ``keras.applications`` RegNet
+  weights (same widths as pycls; trained with TensorFlow 'same' padding and
+  inputs only rescaled to [0, 1], so the model is built that way).
+* a path to a Keras ``.weights.h5`` file, a pycls checkpoint (``.pyth``; zip
+  or legacy PyTorch format) or a tf-keras ``.h5`` file, recognised by
+  content, not by extension.
 
-Sources and checksums are in ``data/weights_manifest.json``.
+Sources and checksums are in ``data/weights_manifest.json``.  A source's
+*variant* (padding and preprocessing) decides how the model is built.
 """
 
 from __future__ import annotations
@@ -27,12 +32,27 @@ from typing import Optional
 import h5py
 
 from keras_regnet import download, torch_checkpoint
-from keras_regnet.convert import set_pycls_state
+from keras_regnet.convert import set_pycls_state, set_tf_keras_weights
 
 IMAGENET = "imagenet"
 DEFAULT_SOURCE = "pycls"
-SUPPORTED_SOURCES = ("pycls",)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Attribute of our .weights.h5 files naming the source variant they need.
+VARIANT_ATTR = "keras_regnet_variant"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How a weights source's model was built: padding and input preprocessing."""
+
+    padding: str = "symmetric"  # layers.PADDING_STYLES
+    preprocessing: str = "imagenet_mean_std"  # preprocessing.PREPROCESSING_STYLES
+
+
+VARIANTS = {
+    "pycls": Variant("symmetric", "imagenet_mean_std"),
+    "tf-keras": Variant("same", "rescale_0_1"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +60,14 @@ class WeightsSpec:
     """A validated ``weights`` argument."""
 
     kind: str  # "imagenet" or "file"
-    source: Optional[str] = None  # for "imagenet"
+    source: str = DEFAULT_SOURCE  # where the weights come from (decides the variant)
     path: Optional[str] = None  # for "file"
     model_name: Optional[str] = None  # paper name of the published model, if any
+
+
+def variant_of(spec: Optional[WeightsSpec]) -> Variant:
+    """The build variant a ``weights`` argument needs (pycls's for ``None``)."""
+    return VARIANTS[spec.source if spec is not None else DEFAULT_SOURCE]
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,17 +91,11 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
     weights = os.fspath(weights)
     if weights == IMAGENET or weights.startswith(IMAGENET + ":"):
         source = weights.partition(":")[2] or DEFAULT_SOURCE
-        known = sorted({s for entry in manifest().values() for s in entry})
+        known = sorted(VARIANTS)
         if source not in known:
             raise ValueError(
                 f"Unknown weights source in weights={weights!r}; known sources: "
                 f"{', '.join(repr(IMAGENET + ':' + s) for s in known)}."
-            )
-        if source not in SUPPORTED_SOURCES:
-            raise ValueError(
-                f"weights={weights!r}: the {source} weights are listed in the manifest but their "
-                "conversion is not implemented yet (their models differ from pycls's in padding and "
-                f"preprocessing). Supported: {', '.join(repr(IMAGENET + ':' + s) for s in SUPPORTED_SOURCES)}."
             )
         published = next((p for p in published_models().values() if p.config == config), None)
         if published is None:
@@ -95,7 +114,22 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
             "weights must be None, 'imagenet' (or 'imagenet:SOURCE') or the path to an existing "
             f"weights file; no file at weights={weights!r}."
         )
-    return WeightsSpec("file", path=weights)
+    return WeightsSpec("file", source=_file_source(weights), path=weights)
+
+
+def _file_source(path: str) -> str:
+    """Which source variant a weights file needs, from its content."""
+    fmt = detect_format(path)
+    if fmt == "tf-keras-h5":
+        return "tf-keras"
+    if fmt == "keras":
+        with h5py.File(path, "r") as f:
+            source = f.attrs.get(VARIANT_ATTR, DEFAULT_SOURCE)
+        source = source.decode() if isinstance(source, bytes) else str(source)
+        if source not in VARIANTS:
+            raise ValueError(f"weights={path!r} names an unknown variant {source!r}.")
+        return source
+    return "pycls"
 
 
 def load(model, spec: WeightsSpec, progress: bool = True) -> None:
@@ -114,27 +148,36 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
     if os.path.isfile(cached):
         load_file(model, cached)
         return
-    raw = os.path.join(download.cache_dir(), os.path.basename(entry["url"]))
+    # tf-keras publishes separate files without the classifier.
+    suffix = "" if include_top or "url_notop" not in entry else "_notop"
+    url, sha256 = entry["url" + suffix], entry["sha256" + suffix]
+    raw = os.path.join(download.cache_dir(), os.path.basename(url))
     if os.path.isfile(raw):
         # Placed by hand or kept from an earlier download: verify before use.
-        if entry["sha256"] and download.sha256_of(raw) != entry["sha256"]:
+        if sha256 and download.sha256_of(raw) != sha256:
             raise ValueError(
-                f"{raw} does not match the published SHA-256 of {entry['url']} "
-                f"({entry['sha256']}); delete it and call again to re-download."
+                f"{raw} does not match the published SHA-256 of {url} "
+                f"({sha256}); delete it and call again to re-download."
             )
     else:
-        download.fetch(entry["url"], raw, sha256=entry["sha256"], progress=progress)
+        download.fetch(url, raw, sha256=sha256, progress=progress)
     load_file(model, raw)
-    save_weights_atomic(model, cached)
+    save_weights_atomic(model, cached, source=spec.source)
 
 
-def save_weights_atomic(model, path: str) -> str:
-    """``model.save_weights`` through a temporary file renamed into place."""
+def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE) -> str:
+    """``model.save_weights`` through a temporary file renamed into place.
+
+    ``source`` is recorded in the file so that ``weights=path`` later builds
+    the variant (padding, preprocessing) these weights need.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
     os.close(fd)
     try:
         model.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[VARIANT_ATTR] = source
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -157,7 +200,7 @@ def detect_format(path: str) -> str:
         return "torch"
     raise ValueError(
         f"weights={path!r} is not a recognised weights file: expected a Keras '.weights.h5' "
-        "file or a pycls PyTorch checkpoint ('.pyth')."
+        "file, a pycls PyTorch checkpoint ('.pyth') or a tf-keras '.h5' file."
     )
 
 
@@ -180,10 +223,7 @@ def load_file(model, path: str) -> None:
             )
         set_pycls_state(model, state, strict_head=_has_top(model))
     else:
-        raise ValueError(
-            f"weights={path!r} is a Keras 2 / tf-keras '.h5' file; converting tf-keras RegNet "
-            "weights is not implemented yet."
-        )
+        set_tf_keras_weights(model, path, strict_head=_has_top(model))
 
 
 def _has_top(model) -> bool:

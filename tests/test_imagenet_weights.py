@@ -167,5 +167,36 @@ def test_file_placed_by_hand_is_used_and_checked(checkpoint, keras_home, monkeyp
 def test_imagenet_argument_errors():
     with pytest.raises(ValueError, match=r"include_top=True has a 1000-class ImageNet classifier; got classes=10"):
         keras_regnet.RegNetY800MF(weights="imagenet", classes=10)
-    with pytest.raises(ValueError, match=r"conversion is not implemented yet"):
-        keras_regnet.RegNetY800MF(weights="imagenet:tf-keras")
+    with pytest.raises(ValueError, match=r"Unknown weights source in weights='imagenet:timm'"):
+        keras_regnet.RegNetY800MF(weights="imagenet:timm")
+
+
+def test_tf_keras_source_top_and_notop_files(server, keras_home, monkeypatch, tmp_path):
+    tf_keras = pytest.importorskip("tf_keras")
+    top, notop = tmp_path / "top.h5", tmp_path / "notop.h5"
+    reference = tf_keras.applications.RegNetX002(weights=None)
+    reference.save_weights(str(top))
+    tf_keras.applications.RegNetX002(weights=None, include_top=False).save_weights(str(notop))
+    server.files["/regnetx002.h5"] = top.read_bytes()
+    server.files["/regnetx002_notop.h5"] = notop.read_bytes()
+    entries = {n: {src: dict(e) for src, e in srcs.items()} for n, srcs in weights_lib.manifest().items()}
+    entries[NAME]["tf-keras"].update(
+        url=server.url("/regnetx002.h5"), sha256=hashlib.sha256(top.read_bytes()).hexdigest(),
+        url_notop=server.url("/regnetx002_notop.h5"), sha256_notop=hashlib.sha256(notop.read_bytes()).hexdigest(),
+    )
+    monkeypatch.setattr(weights_lib, "manifest", lambda: entries)
+
+    model = keras_regnet.RegNetX200MF(weights="imagenet:tf-keras", classifier_activation=None)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    expected = reference.predict_on_batch(x)
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
+    backbone = keras_regnet.RegNetX200MF(weights="imagenet:tf-keras", include_top=False)
+    assert server.requests == ["/regnetx002.h5", "/regnetx002_notop.h5"]
+    assert type(backbone.get_layer("preprocessing")).__name__ == "Rescaling"
+    assert sorted(p.name for p in keras_home.glob("*.weights.h5")) == [
+        "RegNetX200MF_tf-keras.weights.h5", "RegNetX200MF_tf-keras_notop.weights.h5"
+    ]
+    # The cache hit rebuilds the tf-keras variant too.
+    cached = keras_regnet.RegNetX200MF(weights="imagenet:tf-keras", classifier_activation=None)
+    np.testing.assert_allclose(cached.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
+    assert len(server.requests) == 2
