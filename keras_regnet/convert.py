@@ -59,28 +59,53 @@ def set_pycls_state(model, state: Mapping[str, np.ndarray], strict_head: bool = 
             (the message names the layer and both shapes).
     """
     state = {k: np.asarray(v) for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    used = set()
-    assignments = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
+
+    def arrays_for(layer):
         module = pycls_module_name(layer.name)
         if module is None:
             raise ValueError(f"Layer {layer.name!r} has no pycls counterpart.")
-        for variable, value, key in zip(layer.weights, *_keras_values(layer, module, state)):
-            if tuple(variable.shape) != value.shape:
-                raise ValueError(
-                    f"pycls parameter {key!r} has shape {value.shape} but layer "
-                    f"{layer.name!r} expects {tuple(variable.shape)} (after layout transposition)."
-                )
-            assignments.append((variable, value))
-            used.add(key)
+        values, keys = _keras_values(layer, module, state)
+        return list(zip(keys, values))
+
+    assignments, used = _checked_assignments(model, arrays_for, "pycls parameter")
     leftover = sorted(k for k in state if k not in used and (strict_head or not k.startswith("head.")))
     if leftover:
         raise ValueError(
             f"{len(leftover)} pycls parameters have no layer in model {model.name!r}, "
             f"e.g. {leftover[0]!r} (shape {state[leftover[0]].shape})."
         )
+    _assign(assignments)
+
+
+def _checked_assignments(model, arrays_for, what):
+    """Pair every model variable with its source array, checking all shapes first.
+
+    ``arrays_for(layer)`` returns ``[(source_key, array), ...]`` in the order of
+    ``layer.weights``.  Nothing is assigned here, so a mismatch anywhere leaves
+    the model untouched.  Returns ``(assignments, used source keys)``.
+    """
+    assignments, used = [], set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        pairs = arrays_for(layer)
+        if len(pairs) != len(layer.weights):
+            raise ValueError(
+                f"{what}s {[k for k, _ in pairs]} give {len(pairs)} arrays; layer {layer.name!r} "
+                f"has {len(layer.weights)} variables."
+            )
+        for variable, (key, value) in zip(layer.weights, pairs):
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(
+                    f"{what} {key!r} has shape {value.shape} but layer {layer.name!r} expects "
+                    f"{tuple(variable.shape)} (in Keras layout)."
+                )
+            assignments.append((variable, value))
+            used.add(key)
+    return assignments, used
+
+
+def _assign(assignments):
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
 
@@ -168,30 +193,20 @@ def set_tf_keras_weights(model, path, strict_head: bool = True) -> None:
         if ours is None:
             raise ValueError(f"tf-keras layer {name!r} in {path!r} has no counterpart in a RegNet.")
         saved[ours] = (name, values)
-    assignments = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
+    def arrays_for(layer):
         if layer.name not in saved:
             raise ValueError(
                 f"{path!r} has no weights for layer {layer.name!r}; is it a tf-keras file of "
                 "another RegNet variant?"
             )
-        tf_name, values = saved.pop(layer.name)
-        for variable, value in zip(layer.weights, values):
-            if tuple(variable.shape) != value.shape:
-                raise ValueError(
-                    f"tf-keras layer {tf_name!r} has shape {value.shape} but layer "
-                    f"{layer.name!r} expects {tuple(variable.shape)}."
-                )
-            assignments.append((variable, value))
-        if len(values) != len(layer.weights):
-            raise ValueError(f"tf-keras layer {tf_name!r} has {len(values)} arrays; {layer.name!r} needs {len(layer.weights)}.")
-    leftover = [k for k in saved if strict_head or k != "predictions"]
+        tf_name, values = saved[layer.name]
+        return [(tf_name, v) for v in values]
+
+    assignments, used = _checked_assignments(model, arrays_for, "tf-keras layer")
+    leftover = [k for k, (tf_name, _) in saved.items() if tf_name not in used and (strict_head or k != "predictions")]
     if leftover:
         raise ValueError(
             f"{len(leftover)} tf-keras layers of {path!r} have no layer in model {model.name!r}, "
             f"e.g. {saved[leftover[0]][0]!r}."
         )
-    for variable, value in assignments:
-        variable.assign(value.astype(variable.dtype))
+    _assign(assignments)
