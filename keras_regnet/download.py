@@ -32,12 +32,29 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, dest: str, sha256: str | None = None, progress: bool = True, timeout: float = 60) -> str:
+def checksum_problem(hexdigest: str, sha256: str | None, sha256_prefix: str | None) -> str | None:
+    """Why ``hexdigest`` fails the expected checksum, or ``None`` if it passes."""
+    if sha256 is not None and hexdigest != sha256.lower():
+        return f"expected SHA-256 {sha256}, got {hexdigest}"
+    if sha256_prefix is not None and not hexdigest.startswith(sha256_prefix.lower()):
+        return f"expected a SHA-256 starting with {sha256_prefix}, got {hexdigest}"
+    return None
+
+
+def fetch(
+    url: str,
+    dest: str,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    progress: bool = True,
+    timeout: float = 60,
+) -> str:
     """Download ``url`` to ``dest`` atomically and return ``dest``.
 
     The bytes go to a temporary file beside ``dest`` that is renamed into
     place only when complete (the ``Content-Length`` is honoured) and, if
-    ``sha256`` is given, when its digest matches.  On any failure the
+    ``sha256`` is given, when its digest matches (``sha256_prefix``: when the
+    digest starts with it, as torch.hub checks the hash in a file name).  On any failure the
     temporary file is removed and ``dest`` is left as it was.
 
     Raises:
@@ -80,10 +97,11 @@ def fetch(url: str, dest: str, sha256: str | None = None, progress: bool = True,
                     bar.update(received)
         if total is not None and received != total:
             raise DownloadError(f"Downloading {url} was truncated: got {received} of {total} bytes.")
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
+        problem = checksum_problem(digest.hexdigest(), sha256, sha256_prefix)
+        if problem:
             raise DownloadError(
-                f"Checksum mismatch for {url}: expected SHA-256 {sha256}, got {digest.hexdigest()}. "
-                "The file was not kept; it may be corrupt or replaced upstream."
+                f"Checksum mismatch for {url}: {problem}. The file was not kept; it may be "
+                "corrupt or replaced upstream."
             )
         os.replace(tmp, dest)
         tmp = None

@@ -7,6 +7,9 @@
   model, downloaded once (progress bar, atomic write), converted, and cached
   as Keras weights under ``$KERAS_HOME/models/keras_regnet`` so later calls
   are offline and fast.  ``"imagenet:pycls"`` is the same.
+* ``"imagenet:torchvision-v1"`` / ``"imagenet:torchvision-v2"``:
+  torchvision's IMAGENET1K_V1/V2 weights, for the 11 published models whose
+  torchvision architecture is identical to pycls's.
 * ``"imagenet:tf-keras"``: tf-keras's ``keras.applications`` RegNet
   weights (same widths as pycls; trained with TensorFlow 'same' padding and
   inputs only rescaled to [0, 1], so the model is built that way).
@@ -32,7 +35,7 @@ from typing import Optional
 import h5py
 
 from keras_regnet import download, torch_checkpoint
-from keras_regnet.convert import set_pycls_state, set_tf_keras_weights
+from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
 
 IMAGENET = "imagenet"
 DEFAULT_SOURCE = "pycls"
@@ -51,6 +54,8 @@ class Variant:
 
 VARIANTS = {
     "pycls": Variant("symmetric", "imagenet_mean_std"),
+    "torchvision-v1": Variant("symmetric", "imagenet_mean_std"),
+    "torchvision-v2": Variant("symmetric", "imagenet_mean_std"),
     "tf-keras": Variant("same", "rescale_0_1"),
 }
 
@@ -103,6 +108,14 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
                 f"weights={weights!r} exists only for the 24 published models; this config is not "
                 "one of them. Use weights=None or a weights file."
             )
+        entry = manifest()[published.name].get(source)
+        if entry is None or "incompatible" in entry:
+            offered = [n for n, e in manifest().items() if source in e and "incompatible" not in e[source]]
+            why = entry["incompatible"] if entry else f"{source} has no {published.name}"
+            raise ValueError(
+                f"weights={weights!r} cannot be used for {published.name}: {why}. "
+                f"{source} weights fit: {', '.join(offered)}."
+            )
         if include_top and classes != 1000:
             raise ValueError(
                 f"weights={weights!r} with include_top=True has a 1000-class ImageNet classifier; "
@@ -154,13 +167,14 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
     raw = os.path.join(download.cache_dir(), os.path.basename(url))
     if os.path.isfile(raw):
         # Placed by hand or kept from an earlier download: verify before use.
-        if sha256 and download.sha256_of(raw) != sha256:
+        problem = download.checksum_problem(download.sha256_of(raw), sha256, entry.get("sha256_prefix"))
+        if problem:
             raise ValueError(
-                f"{raw} does not match the published SHA-256 of {url} "
-                f"({sha256}); delete it and call again to re-download."
+                f"{raw} does not match the published checksum of {url} ({problem}); "
+                "delete it and call again to re-download."
             )
     else:
-        download.fetch(url, raw, sha256=sha256, progress=progress)
+        download.fetch(url, raw, sha256=sha256, sha256_prefix=entry.get("sha256_prefix"), progress=progress)
     load_file(model, raw)
     save_weights_atomic(model, cached, source=spec.source)
 
@@ -200,7 +214,7 @@ def detect_format(path: str) -> str:
         return "torch"
     raise ValueError(
         f"weights={path!r} is not a recognised weights file: expected a Keras '.weights.h5' "
-        "file, a pycls PyTorch checkpoint ('.pyth') or a tf-keras '.h5' file."
+        "file, a pycls or torchvision PyTorch checkpoint ('.pyth', '.pth') or a tf-keras '.h5' file."
     )
 
 
@@ -215,13 +229,13 @@ def load_file(model, path: str) -> None:
         state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict) or not state:
             raise ValueError(f"weights={path!r} is a PyTorch file but holds no state dict.")
-        if "stem.conv.weight" not in state:
+        naming = naming_of(state)
+        if naming is None:
             raise ValueError(
-                f"weights={path!r} is a PyTorch checkpoint but not a pycls RegNet one (no "
-                f"'stem.conv.weight'; first key {next(iter(state))!r}). torchvision checkpoints "
-                "are not supported yet."
+                f"weights={path!r} is a PyTorch checkpoint but not a pycls or torchvision RegNet "
+                f"state dict (first key {next(iter(state))!r})."
             )
-        set_pycls_state(model, state, strict_head=_has_top(model))
+        set_torch_state(model, state, naming=naming, strict_head=_has_top(model))
     else:
         set_tf_keras_weights(model, path, strict_head=_has_top(model))
 

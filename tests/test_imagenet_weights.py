@@ -160,7 +160,7 @@ def test_file_placed_by_hand_is_used_and_checked(checkpoint, keras_home, monkeyp
 
     (keras_home / "RegNetX200MF_pycls.weights.h5").unlink()
     _point_manifest(monkeypatch, "http://127.0.0.1:9/RegNetX-200MF_dds_8gpu.pyth", "f" * 64)
-    with pytest.raises(ValueError, match="does not match the published SHA-256"):
+    with pytest.raises(ValueError, match="does not match the published checksum"):
         keras_regnet.RegNetX200MF(weights="imagenet")
 
 
@@ -200,3 +200,43 @@ def test_tf_keras_source_top_and_notop_files(server, keras_home, monkeypatch, tm
     cached = keras_regnet.RegNetX200MF(weights="imagenet:tf-keras", classifier_activation=None)
     np.testing.assert_allclose(cached.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
     assert len(server.requests) == 2
+
+
+def test_torchvision_source_checks_the_hash_prefix_in_the_file_name(server, keras_home, monkeypatch, tmp_path):
+    # A torchvision-format state dict (keys renamed from a pycls model; the
+    # mapping itself is proven against torchvision in test_torchvision_parity).
+    from keras_regnet.convert import torch_module_name
+
+    name = "RegNetY-400MF"
+    torch_model = pr.pycls_model(keras_regnet.published_models()[name].config)
+    keras_model = keras_regnet.get_model(name)
+    rename = {}
+    for layer in keras_model.layers:
+        if layer.weights:
+            rename[torch_module_name(layer.name, "pycls")] = torch_module_name(layer.name, "torchvision")
+    state = {}
+    for key, value in torch_model.state_dict().items():
+        module, _, param = key.rpartition(".")
+        state[f"{rename[module]}.{param}"] = value
+    path = tmp_path / "regnet_y_400mf.pth"
+    pr.torch.save(state, path)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    server.files["/regnet_y_400mf-x.pth"] = data
+    entries = {n: {src: dict(e) for src, e in srcs.items()} for n, srcs in weights_lib.manifest().items()}
+    monkeypatch.setattr(weights_lib, "manifest", lambda: entries)
+
+    entries[name]["torchvision-v2"].update(url=server.url("/regnet_y_400mf-x.pth"), sha256_prefix="00000000")
+    with pytest.raises(DownloadError, match=r"expected a SHA-256 starting with 00000000"):
+        keras_regnet.get_model(name, weights="imagenet:torchvision-v2")
+    assert list(keras_home.iterdir()) == []
+
+    entries[name]["torchvision-v2"].update(sha256_prefix=digest[:8])
+    model = keras_regnet.get_model(name, weights="imagenet:torchvision-v2")
+    expected = torch_model.s2.b1.f.b.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(model.get_layer("s2_b1_b_conv").kernel.numpy(), expected)
+    # torchvision models see RGB: the stem is not flipped.
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").kernel.numpy(), torch_model.stem.conv.weight.detach().numpy().transpose(2, 3, 1, 0)
+    )
+    assert (keras_home / "RegNetY400MF_torchvision-v2.weights.h5").is_file()

@@ -2,7 +2,7 @@
 
 Generator, complexity and logits are compared with pycls itself: every pycls
 parameter and BatchNorm statistic is randomised, mapped onto the Keras model
-with ``convert.set_pycls_state``, and both see the same RGB batch.
+with ``convert.set_torch_state``, and both see the same RGB batch.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import keras_regnet
 from keras_regnet import RegNet, RegNetConfig, published_models
-from keras_regnet.convert import set_pycls_state
+from keras_regnet.convert import set_torch_state
 
 pr = pytest.importorskip("pycls_reference")
 
@@ -121,4 +121,4 @@ def test_state_for_another_variant_is_refused():
     torch_model = pr.pycls_model(published_models()["RegNetX-200MF"].config)
     model = keras_regnet.RegNetX400MF()
     with pytest.raises(ValueError, match=r"pycls parameter 's1\.b1\.\S+' has shape \(1, 1, 32, 24\) but layer 's1_b1_\w+' expects \(1, 1, 32, 32\)"):
-        set_pycls_state(model, pr.state_numpy(torch_model))
+        set_torch_state(model, pr.state_numpy(torch_model))
