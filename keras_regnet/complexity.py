@@ -73,7 +73,7 @@ def complexity(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
     cx = _Counter(resolution)
-    cx.conv(3, cfg.stem_width, 3, stride=2)
+    cx.conv(3, cfg.stem_width, 3, stride=cfg.stem_stride)
     cx.batchnorm(cfg.stem_width)
     w_in = cfg.stem_width
     for stage in cfg.stages:

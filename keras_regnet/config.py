@@ -37,6 +37,9 @@ class RegNetConfig:
         se_ratio: squeeze-and-excitation ratio relative to each block's input
             width (RegNetY uses 0.25); ``None`` or 0 disables SE (RegNetX).
         stem_width: output channels of the stem convolution.
+        stem_stride: stride of the stem convolution: 2 as published (ImageNet);
+            1 for small images such as CIFAR's 32x32, so the last stage still
+            sees a 2x2 map instead of 1x1.
 
     The derived properties ``stage_depths``, ``stage_widths`` and
     ``stage_group_widths`` are what the model builder uses.
@@ -55,6 +58,7 @@ class RegNetConfig:
     bottleneck_ratio: float = 1.0
     se_ratio: Optional[float] = None
     stem_width: int = 32
+    stem_stride: int = 2
 
     def __post_init__(self):
         _check_int("depth", self.depth, minimum=1)
@@ -86,6 +90,8 @@ class RegNetConfig:
                     f"se_ratio must be None or in [0, 1]; got se_ratio={self.se_ratio}."
                 )
         _check_int("stem_width", self.stem_width, minimum=1)
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2; got stem_stride={self.stem_stride!r}.")
 
     @property
     def has_se(self) -> bool:

@@ -110,9 +110,9 @@ def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=Tru
     return x
 
 
-def stem(x, width, padding_style="symmetric"):
-    """3x3 stride-2 conv to ``width`` channels, BN, ReLU (pycls SimpleStemIN)."""
-    return conv_bn(x, width, 3, stride=2, name="stem", padding_style=padding_style)
+def stem(x, width, stride=2, padding_style="symmetric"):
+    """3x3 conv (stride 2 as pycls SimpleStemIN) to ``width`` channels, BN, ReLU."""
+    return conv_bn(x, width, 3, stride=stride, name="stem", padding_style=padding_style)
 
 
 def squeeze_excite(x, se_channels, *, name):

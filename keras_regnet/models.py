@@ -108,7 +108,7 @@ def RegNet(
     # Padding and preprocessing follow the weights' source (pycls by default).
     variant = weights_lib.variant_of(weights_spec)
     x = preprocessing_layer(variant.preprocessing)(img) if include_preprocessing else img
-    x = regnet_layers.stem(x, config.stem_width, padding_style=variant.padding)
+    x = regnet_layers.stem(x, config.stem_width, stride=config.stem_stride, padding_style=variant.padding)
     x = layers.Identity(name="stem")(x)
     for i, stage in enumerate(config.stages, start=1):
         x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i, padding_style=variant.padding)
