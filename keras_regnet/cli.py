@@ -8,6 +8,7 @@ Subcommands:
   summary     the Keras summary of a model
   plot        a PNG of the per-block widths the generator gives
   convert     a pycls checkpoint (or Keras weights file) to Keras .weights.h5
+  train       train with pycls's recipe (default: a small real CIFAR-10 subset, offline)
 """
 
 from __future__ import annotations
@@ -147,6 +148,39 @@ def main(argv=None) -> int:
     p_conv.add_argument("--model", required=True, help="published model name, e.g. RegNetY-800MF")
     p_conv.add_argument("--no-top", action="store_true", help="drop the classifier")
 
+    p_train = sub.add_parser(
+        "train",
+        help="train with pycls's recipe (default: RegNetX-200MF on the embedded CIFAR-10 subset)",
+        description="Train a RegNet with pycls's recipe in model.fit. Every recipe setting can be "
+        "overridden; running the same command again resumes an interrupted run.",
+    )
+    p_train.add_argument("--model", default="RegNetX-200MF", help="published model name")
+    p_train.add_argument("--data", default="embedded",
+                         help="'embedded', a CIFAR-10 JPEG .npz, an image directory, or a tfds name")
+    p_train.add_argument("--data-dir", help="tfds data_dir")
+    p_train.add_argument("--manual-dir", help="tfds manual_dir (imagenet2012)")
+    p_train.add_argument("--output-dir", default="runs/regnet")
+    p_train.add_argument("--epochs", type=int, help="default: 100 (pycls), 15 on the embedded subset")
+    p_train.add_argument("--batch-size", type=int, help="default: pycls's for the model, 64 on the embedded subset")
+    p_train.add_argument("--lr", type=float, help="base learning rate (default 0.1 x batch / 128)")
+    p_train.add_argument("--image-size", type=int, help="default 224, 32 on the embedded subset")
+    p_train.add_argument("--small-images", action=argparse.BooleanOptionalAction, default=None,
+                         help="stride-1 stem and CIFAR augmentation (default: image size <= 64)")
+    p_train.add_argument("--warmup-epochs", type=int)
+    p_train.add_argument("--weight-decay", type=float)
+    p_train.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p_train.add_argument("--label-smoothing", type=float)
+    p_train.add_argument("--mixup", type=float)
+    p_train.add_argument("--cutmix", type=float)
+    p_train.add_argument("--randaugment", type=float)
+    p_train.add_argument("--ema", type=float, dest="ema_decay")
+    p_train.add_argument("--mixed-precision", choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    p_train.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto")
+    p_train.add_argument("--steps-per-execution", type=int, default=1)
+    p_train.add_argument("--strategy", default="auto", help="auto, none, mirrored, multiworker, tpu")
+    p_train.add_argument("--backup-every-steps", type=int, help="also back up mid-epoch every N steps")
+    p_train.add_argument("--weights", help="initial weights: imagenet[:source] or a file")
+
     args = parser.parse_args(argv)
     try:
         return _run(args, parser)
@@ -183,6 +217,9 @@ def _run(args, parser) -> int:
         print(f"wrote {args.dst} ({model.name}, {model.count_params():,} parameters)")
         return 0
 
+    if args.command == "train":
+        return _train(args)
+
     cfg, label = _config_from_args(args, parser)
     if args.command == "complexity":
         from keras_regnet.complexity import complexity
@@ -200,6 +237,46 @@ def _run(args, parser) -> int:
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+EMBEDDED_DEFAULTS = dict(epochs=15, batch_size=64, image_size=32, warmup_epochs=2)
+
+
+def _train(args) -> int:
+    from keras_regnet.callbacks import TrainingDiverged
+    from keras_regnet.training import Recipe, train
+
+    overrides = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "base_lr": args.lr, "image_size": args.image_size,
+        "warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay, "optimizer": args.optimizer,
+        "label_smoothing": args.label_smoothing, "mixup": args.mixup, "cutmix": args.cutmix,
+        "randaugment": args.randaugment, "ema_decay": args.ema_decay,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.data == "embedded":
+        # 4,000 training images: a short, CPU-sized run unless told otherwise.
+        overrides = {**EMBEDDED_DEFAULTS, **overrides}
+        if "base_lr" not in overrides:
+            overrides["base_lr"] = 0.1 * overrides["batch_size"] / 128
+    recipe = Recipe.for_model(args.model, **overrides)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    try:
+        results = train(
+            args.model, data=args.data, output_dir=args.output_dir, recipe=recipe, small_images=args.small_images,
+            weights=args.weights, data_dir=args.data_dir, manual_dir=args.manual_dir,
+            mixed_precision=args.mixed_precision, jit_compile=jit, steps_per_execution=args.steps_per_execution,
+            strategy=args.strategy, backup_every_steps=args.backup_every_steps, verbose=2,
+        )
+    except TrainingDiverged as e:
+        print(f"keras-regnet: {e}", file=sys.stderr)
+        return 3
+    final = results["final"] or {}
+    print(
+        f"{results['model']} on {args.data}: validation accuracy {final.get('val_accuracy', float('nan')):.4f} "
+        f"(top-5 {final.get('val_top5_accuracy', float('nan')):.4f}); outputs in {args.output_dir} "
+        "(best.keras, last.keras, log.csv, curves.png, results.json)"
+    )
+    return 0
 
 
 def _write_text_atomic(path, text):
