@@ -119,6 +119,9 @@ def RegNet(
             classes,
             activation=classifier_activation,
             kernel_initializer=regnet_layers.DENSE_INITIALIZER,
+            # Under a mixed-precision policy keep the classifier (and softmax)
+            # in float32, as the Keras mixed-precision guide recommends.
+            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
             name="predictions",
         )(x)
     elif pooling == "avg":

@@ -321,35 +321,37 @@ def train(
         )
 
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
-    train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small)
-    with dist.scope():
-        net = RegNet(
-            config,
-            input_shape=(recipe.image_size, recipe.image_size, 3),
-            classes=source.num_classes,
-            weights=weights,
-            name=name.replace("-", "_").replace(".", "_").lower(),
-        )
-        compile_model(net, recipe, steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    try:
+        train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small)
+        with dist.scope():
+            net = RegNet(
+                config,
+                input_shape=(recipe.image_size, recipe.image_size, 3),
+                classes=source.num_classes,
+                weights=weights,
+                name=name.replace("-", "_").replace(".", "_").lower(),
+            )
+            compile_model(net, recipe, steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
-    csv_path = os.path.join(output_dir, "log.csv")
-    nan_stop = cb.StopOnNaN()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(
-            os.path.join(output_dir, "backup"), save_freq=backup_every_steps or "epoch", double_checkpoint=True
-        ),
-        nan_stop,
-        keras.callbacks.CSVLogger(csv_path, append=True),
-        cb.AtomicCheckpoints(output_dir),
-        cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
-    ]
-    start = time.perf_counter()
-    history = net.fit(
-        train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose
-    )
-    wall = time.perf_counter() - start
-    keras.mixed_precision.set_global_policy("float32")
+        csv_path = os.path.join(output_dir, "log.csv")
+        nan_stop = cb.StopOnNaN()
+        callbacks = [
+            keras.callbacks.BackupAndRestore(
+                os.path.join(output_dir, "backup"), save_freq=backup_every_steps or "epoch", double_checkpoint=True
+            ),
+            nan_stop,
+            keras.callbacks.CSVLogger(csv_path, append=True),
+            cb.AtomicCheckpoints(output_dir),
+            cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
+            keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
+        ]
+        start = time.perf_counter()
+        history = net.fit(
+            train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose
+        )
+        wall = time.perf_counter() - start
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     if nan_stop.message:
         raise cb.TrainingDiverged(nan_stop.message)
     epochs_run = len(history.epoch)

@@ -184,3 +184,14 @@ def test_bad_inputs_fail_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "make_strategy", lambda name: ThreeReplicas())
     with pytest.raises(ValueError, match=r"batch_size=64 is not divisible by the 3 replicas"):
         train(output_dir=str(tmp_path / "d"), recipe=small)
+
+
+def test_mixed_precision_run(tmp_path):
+    # bfloat16 runs on CPU; float16 is the GPU choice and takes the same path.
+    recipe = Recipe(epochs=1, batch_size=64, image_size=32, warmup_epochs=0)
+    results = train("RegNetX-200MF", output_dir=str(tmp_path), recipe=recipe, mixed_precision="mixed_bfloat16", verbose=0)
+    assert results["mixed_precision"] == "mixed_bfloat16" and math.isfinite(results["final"]["loss"])
+    model = keras.models.load_model(tmp_path / "last.keras")
+    assert model.get_layer("s2_b1_b_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
