@@ -5,21 +5,16 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 
 import keras
 
+from keras_regnet.atomic import atomic_path
+from keras_regnet.plotting import save_figure
+
 
 def _atomic_save(model, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class AtomicCheckpoints(keras.callbacks.Callback):
@@ -107,8 +102,4 @@ def plot_training_curves(csv_path, png_path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = f"{png_path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    return save_figure(fig, png_path)

@@ -195,7 +195,9 @@ def _run(args, parser) -> int:
         text = format_zoo_markdown(rows)
         print(text)
         if args.markdown:
-            _write_text_atomic(args.markdown, text)
+            from keras_regnet.atomic import write_text
+
+            write_text(args.markdown, text)
         bad = [r["name"] for r in rows if not r["matches"]]
         print(f"{len(rows) - len(bad)}/{len(rows)} models equal pycls's published numbers.")
         return 1 if bad else 0
@@ -277,14 +279,6 @@ def _train(args) -> int:
         "(best.keras, last.keras, log.csv, curves.png, results.json)"
     )
     return 0
-
-
-def _write_text_atomic(path, text):
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

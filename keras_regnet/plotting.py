@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence, Union
 
 import numpy as np
 
+from keras_regnet.atomic import atomic_path
 from keras_regnet.config import RegNetConfig
 from keras_regnet.zoo import lookup
 
@@ -49,8 +49,14 @@ def plot_block_widths(models: Sequence[Union[str, RegNetConfig]], path: str) -> 
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

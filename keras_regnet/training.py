@@ -24,6 +24,7 @@ from typing import Optional, Union
 import keras
 from keras import ops
 
+from keras_regnet.atomic import write_text
 from keras_regnet.config import RegNetConfig
 from keras_regnet.zoo import lookup
 
@@ -286,8 +287,6 @@ def train(
         ValueError: bad arguments, found before any training starts.
         keras_regnet.callbacks.TrainingDiverged: the loss became NaN/inf.
     """
-    import tensorflow as tf
-
     from keras_regnet import callbacks as cb
     from keras_regnet import input_pipeline
     from keras_regnet.models import RegNet
@@ -370,7 +369,5 @@ def train(
         "train_images_per_s": epochs_run * steps_per_epoch * recipe.batch_size / wall if epochs_run else None,
         "final": {k: float(v[-1]) for k, v in history.history.items()} if epochs_run else None,
     }
-    with open(os.path.join(output_dir, "results.json.tmp"), "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(os.path.join(output_dir, "results.json.tmp"), os.path.join(output_dir, "results.json"))
+    write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     return results

@@ -28,13 +28,13 @@ import functools
 import json
 import os
 import re
-import tempfile
 from importlib import resources
 from typing import Optional
 
 import h5py
 
 from keras_regnet import download, torch_checkpoint
+from keras_regnet.atomic import atomic_path
 from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
 
 IMAGENET = "imagenet"
@@ -185,17 +185,10 @@ def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE) -> str:
     ``source`` is recorded in the file so that ``weights=path`` later builds
     the variant (padding, preprocessing) these weights need.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[VARIANT_ATTR] = source
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
