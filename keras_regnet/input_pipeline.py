@@ -28,12 +28,9 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
+from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS
+
 AUTOTUNE = tf.data.AUTOTUNE
-# AlexNet PCA lighting, as pycls (RGB order).
-EIG_VALS = np.array([0.2175, 0.0188, 0.0045], np.float32)
-EIG_VECS = np.array(
-    [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]], np.float32
-)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 

@@ -13,6 +13,7 @@ off); :func:`compile_model` applies it to a Keras model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -242,6 +243,22 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def make_keras_distribution(name: str = "auto"):
+    """``keras.distribution.DataParallel`` over all devices (JAX backend), or ``None``.
+
+    ``auto``: data parallel when there is more than one device.
+    """
+    if name not in ("auto", "none", "data_parallel"):
+        raise ValueError(
+            f"strategy={name!r} is a tf.distribute strategy and needs the TensorFlow backend; on "
+            f"{keras.backend.backend()} use 'auto', 'none' or 'data_parallel'."
+        )
+    devices = keras.distribution.list_devices()
+    if name == "none" or (name == "auto" and len(devices) < 2):
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
 def train(
     model: Union[str, RegNetConfig] = "RegNetX-200MF",
     data: str = "embedded",
@@ -273,7 +290,9 @@ def train(
         mixed_precision: ``None``/``"float32"``, ``"mixed_float16"``,
             ``"mixed_bfloat16"``.
         jit_compile, steps_per_execution: passed to ``model.compile``.
-        strategy: ``tf.distribute`` strategy name (see :func:`make_strategy`).
+        strategy: on TensorFlow a ``tf.distribute`` strategy name (see
+            :func:`make_strategy`); on JAX ``auto``/``none``/``data_parallel``
+            (:func:`make_keras_distribution`).
         backup_every_steps: also back up mid-epoch every N steps (default:
             at epoch ends), so a killed run loses at most N steps.
 
@@ -288,7 +307,6 @@ def train(
         keras_regnet.callbacks.TrainingDiverged: the loss became NaN/inf.
     """
     from keras_regnet import callbacks as cb
-    from keras_regnet import input_pipeline
     from keras_regnet.models import RegNet
 
     # --- everything that can be wrong is checked before any work starts
@@ -302,31 +320,47 @@ def train(
     if mixed_precision not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}; got mixed_precision={mixed_precision!r}.")
     check_output_dir(output_dir)
-    dist = make_strategy(strategy)
-    replicas = dist.num_replicas_in_sync
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    if on_tensorflow:
+        dist = make_strategy(strategy)
+        replicas, scope = dist.num_replicas_in_sync, dist.scope
+    else:
+        # tf.distribute needs TensorFlow; JAX scales with keras.distribution.
+        distribution = make_keras_distribution(strategy)
+        replicas = len(distribution.device_mesh.devices.flatten()) if distribution else 1
+        scope = distribution.scope if distribution else contextlib.nullcontext
     if recipe.batch_size % replicas:
         raise ValueError(
             f"batch_size={recipe.batch_size} is not divisible by the {replicas} replicas of the "
-            f"{type(dist).__name__}; use a multiple of {replicas}."
+            f"distribution strategy; use a multiple of {replicas}."
         )
-    source = input_pipeline.open_source(data, data_dir=data_dir, manual_dir=manual_dir)
     small = recipe.image_size <= 64 if small_images is None else small_images
+    if on_tensorflow:
+        from keras_regnet import input_pipeline
+
+        source = input_pipeline.open_source(data, data_dir=data_dir, manual_dir=manual_dir)
+        num_train, num_validation, class_names = source.num_train, source.num_validation, source.class_names
+    else:
+        from keras_regnet import numpy_pipeline
+
+        train_ds, val_ds, num_train, num_validation, class_names = numpy_pipeline.make_batches(data, recipe, small)
     if small:
         config = dataclasses.replace(config, stem_stride=1)
-    steps_per_epoch = source.num_train // recipe.batch_size
+    steps_per_epoch = num_train // recipe.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"batch_size={recipe.batch_size} is larger than the {source.num_train} training images of data={data!r}."
+            f"batch_size={recipe.batch_size} is larger than the {num_train} training images of data={data!r}."
         )
 
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
     try:
-        train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small)
-        with dist.scope():
+        if on_tensorflow:
+            train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small)
+        with scope():
             net = RegNet(
                 config,
                 input_shape=(recipe.image_size, recipe.image_size, 3),
-                classes=source.num_classes,
+                classes=len(class_names),
                 weights=weights,
                 name=name.replace("-", "_").replace(".", "_").lower(),
             )
@@ -342,8 +376,9 @@ def train(
             keras.callbacks.CSVLogger(csv_path, append=True),
             cb.AtomicCheckpoints(output_dir),
             cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
-            keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
         ]
+        if on_tensorflow:  # tf.summary writes the event files
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
         start = time.perf_counter()
         history = net.fit(
             train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose
@@ -358,8 +393,9 @@ def train(
         "model": name,
         "config": dataclasses.asdict(config),
         "data": data,
-        "num_train": source.num_train,
-        "num_validation": source.num_validation,
+        "backend": keras.backend.backend(),
+        "num_train": num_train,
+        "num_validation": num_validation,
         "recipe": dataclasses.asdict(recipe),
         "small_images": small,
         "mixed_precision": mixed_precision,

@@ -195,3 +195,19 @@ def test_mixed_precision_run(tmp_path):
     assert model.get_layer("s2_b1_b_conv").compute_dtype == "bfloat16"
     assert model.get_layer("predictions").compute_dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_jax_backend_trains_without_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "jax_train_worker.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["keras_backend"] == "jax" and results["backend"] == "jax"
+    assert results["tensorflow_imported"] is False
+    assert results["epochs_run_this_call"] == 2 and math.isfinite(results["final"]["loss"])
+    assert results["final"]["val_accuracy"] > 0.15  # 2 epochs of a small RegNet: above chance (0.10)
+    assert (tmp_path / "last.keras").is_file() and (tmp_path / "curves.png").is_file()
