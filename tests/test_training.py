@@ -176,8 +176,11 @@ def test_bad_inputs_fail_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"Unknown RegNet model name='RegNetQ'"):
         train("RegNetQ", output_dir=str(tmp_path / "c"), recipe=small)
 
-    class ThreeReplicas:
+    class ThreeReplicas:  # a stand-in tf.distribute strategy
         num_replicas_in_sync = 3
+
+        def scope(self):
+            raise AssertionError("no model may be built when the batch does not divide")
 
     import keras_regnet.training as training
 
