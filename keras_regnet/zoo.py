@@ -14,7 +14,7 @@ import functools
 import json
 import re
 from importlib import resources
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from keras_regnet.config import RegNetConfig
 
@@ -123,10 +123,3 @@ def lookup(name: str) -> PublishedModel:
         "(builder names such as 'RegNetY800MF' work too)."
     )
 
-
-def find(name: str) -> Optional[PublishedModel]:
-    """Like :func:`lookup` but returns ``None`` for unknown names."""
-    try:
-        return lookup(name)
-    except ValueError:
-        return None
