@@ -210,12 +210,12 @@ def _run(args, parser) -> int:
 
     if args.command == "convert":
         from keras_regnet.models import get_model
-        from keras_regnet.weights import _file_source, save_weights_atomic
+        from keras_regnet.weights import _file_source, detect_format, save_weights_atomic
 
         if not args.dst.endswith(".weights.h5"):
             raise ValueError(f"dst must end in '.weights.h5' (Keras's weights format); got dst={args.dst!r}.")
         model = get_model(args.model, weights=args.src, include_top=not args.no_top)
-        save_weights_atomic(model, args.dst, source=_file_source(args.src))
+        save_weights_atomic(model, args.dst, source=_file_source(args.src, detect_format(args.src)))
         print(f"wrote {args.dst} ({model.name}, {model.count_params():,} parameters)")
         return 0
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
+
+from keras_regnet.atomic import atomic_path
 
 CHUNK = 1 << 20
 
@@ -63,11 +64,8 @@ def fetch(
     """
     import keras
 
-    directory = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dest) + ".", suffix=".part", dir=directory)
     digest = hashlib.sha256()
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
         except urllib.error.HTTPError as e:
@@ -78,8 +76,7 @@ def fetch(
                 f"Could not download {url} ({reason}). If this machine is offline, download "
                 f"the file elsewhere and place it at {dest}, then call again."
             ) from e
-        with response, os.fdopen(fd, "wb") as out:
-            fd = None
+        with response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             bar = keras.utils.Progbar(total, unit_name="B") if progress else None
             received = 0
@@ -103,11 +100,4 @@ def fetch(
                 f"Checksum mismatch for {url}: {problem}. The file was not kept; it may be "
                 "corrupt or replaced upstream."
             )
-        os.replace(tmp, dest)
-        tmp = None
-        return dest
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    return dest

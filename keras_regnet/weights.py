@@ -67,6 +67,7 @@ class WeightsSpec:
     kind: str  # "imagenet" or "file"
     source: str = DEFAULT_SOURCE  # where the weights come from (decides the variant)
     path: Optional[str] = None  # for "file"
+    file_format: Optional[str] = None  # for "file": detect_format(path)
     model_name: Optional[str] = None  # paper name of the published model, if any
 
 
@@ -127,12 +128,12 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
             "weights must be None, 'imagenet' (or 'imagenet:SOURCE') or the path to an existing "
             f"weights file; no file at weights={weights!r}."
         )
-    return WeightsSpec("file", source=_file_source(weights), path=weights)
+    fmt = detect_format(weights)
+    return WeightsSpec("file", source=_file_source(weights, fmt), path=weights, file_format=fmt)
 
 
-def _file_source(path: str) -> str:
-    """Which source variant a weights file needs, from its content."""
-    fmt = detect_format(path)
+def _file_source(path: str, fmt: str) -> str:
+    """Which source variant a weights file of format ``fmt`` needs, from its content."""
     if fmt == "tf-keras-h5":
         return "tf-keras"
     if fmt == "keras":
@@ -148,7 +149,7 @@ def _file_source(path: str) -> str:
 def load(model, spec: WeightsSpec, progress: bool = True) -> None:
     """Load the weights ``spec`` describes into ``model``."""
     if spec.kind == "file":
-        load_file(model, spec.path)
+        load_file(model, spec.path, spec.file_format)
         return
     include_top = _has_top(model)
     entry = manifest()[spec.model_name][spec.source]
@@ -211,9 +212,9 @@ def detect_format(path: str) -> str:
     )
 
 
-def load_file(model, path: str) -> None:
-    """Load a weights file of any supported format into ``model``."""
-    fmt = detect_format(path)
+def load_file(model, path: str, fmt: Optional[str] = None) -> None:
+    """Load a weights file of any supported format (detected unless ``fmt`` is given)."""
+    fmt = fmt or detect_format(path)
     if fmt == "keras":
         check_weights_file(model, path)
         model.load_weights(path)
