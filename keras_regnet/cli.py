@@ -9,6 +9,8 @@ Subcommands:
   plot        a PNG of the per-block widths the generator gives
   convert     a pycls checkpoint (or Keras weights file) to Keras .weights.h5
   train       train with pycls's recipe (default: a small real CIFAR-10 subset, offline)
+  evaluate    top-1/top-5 error on ImageNet (tfds) or an image folder vs the published numbers
+  export      SavedModel for TF Serving, TFLite or ONNX
 """
 
 from __future__ import annotations
@@ -181,10 +183,49 @@ def main(argv=None) -> int:
     p_train.add_argument("--backup-every-steps", type=int, help="also back up mid-epoch every N steps")
     p_train.add_argument("--weights", help="initial weights: imagenet[:source] or a file")
 
+    p_eval = sub.add_parser(
+        "evaluate",
+        help="top-1/top-5 error vs the published numbers (pycls's eval transform)",
+        description="Evaluate a model on a tfds split or an image folder; writes evaluation.json and "
+        "evaluation.md to --output-dir. --all evaluates the 24 published models and writes the model-zoo page.",
+    )
+    p_eval.add_argument("--model", help="published model name or a .keras file")
+    p_eval.add_argument("--all", action="store_true", help="evaluate all published models (or those in --models)")
+    p_eval.add_argument("--models", help="with --all: comma-separated subset of published models")
+    p_eval.add_argument("--weights", default="imagenet", help="imagenet[:source], a weights file, or 'none'")
+    p_eval.add_argument("--data", default="imagenet2012", help="tfds name (validation split) or a directory of class folders")
+    p_eval.add_argument("--split", help="tfds split (default: validation)")
+    p_eval.add_argument("--data-dir", help="tfds data_dir")
+    p_eval.add_argument("--manual-dir", help="tfds manual_dir (imagenet2012)")
+    p_eval.add_argument("--batch-size", type=int, default=100)
+    p_eval.add_argument("--image-size", type=int, default=224)
+    p_eval.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p_eval.add_argument("--output-dir", default="evaluation")
+    p_eval.add_argument("--zoo-page", default=os.path.join("docs", "model_zoo.md"),
+                        help="with --all: where to write the model-zoo table")
+
+    p_exp = sub.add_parser(
+        "export",
+        help="export for serving: saved_model (TF Serving), tflite, onnx",
+        description="Export a model. saved_model writes OUTPUT/VERSION/ (TF Serving's layout) with a "
+        "float-pixel and an encoded-image-bytes signature; tflite and onnx write one file.",
+    )
+    p_exp.add_argument("--model", required=True, help="published model name or a .keras file")
+    p_exp.add_argument("--weights", default="imagenet", help="imagenet[:source], a weights file, or 'none'")
+    p_exp.add_argument("--format", required=True, help="saved_model, tflite or onnx")
+    p_exp.add_argument("--output", required=True, help="model base directory (saved_model) or output file")
+    p_exp.add_argument("--version", help="saved_model version number (default: next free one)")
+    p_exp.add_argument("--overwrite", action="store_true", help="replace an existing version directory / file")
+    p_exp.add_argument("--image-size", type=int, default=224, help="input height and width of the exported model")
+    p_exp.add_argument("--top-k", type=int, default=5, help="saved_model: classes returned by the bytes signature")
+    p_exp.add_argument("--quantization", choices=["float16", "dynamic_int8"], help="tflite: weight quantization")
+    p_exp.add_argument("--opset", type=int, help="onnx: opset version")
+
     args = parser.parse_args(argv)
+    args.command_line = "keras-regnet " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         return _run(args, parser)
-    except ValueError as e:
+    except (ValueError, FileExistsError) as e:
         print(f"keras-regnet: error: {e}", file=sys.stderr)
         return 2
 
@@ -221,6 +262,10 @@ def _run(args, parser) -> int:
 
     if args.command == "train":
         return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args, parser)
+    if args.command == "export":
+        return _export(args)
 
     cfg, label = _config_from_args(args, parser)
     if args.command == "complexity":
@@ -278,6 +323,53 @@ def _train(args) -> int:
         f"(top-5 {final.get('val_top5_accuracy', float('nan')):.4f}); outputs in {args.output_dir} "
         "(best.keras, last.keras, log.csv, curves.png, results.json)"
     )
+    return 0
+
+
+def _weights_arg(text):
+    return None if text is None or text.lower() == "none" else text
+
+
+def _evaluate(args, parser) -> int:
+    from keras_regnet.evaluation import evaluate, evaluate_all, markdown_table, write_report
+
+    common = dict(
+        data=args.data, weights=_weights_arg(args.weights), batch_size=args.batch_size, image_size=args.image_size,
+        split=args.split, data_dir=args.data_dir, manual_dir=args.manual_dir, limit=args.limit,
+    )
+    if args.all == bool(args.model):
+        parser.error("give either --model or --all")
+    if args.all:
+        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        results = evaluate_all(
+            args.output_dir, models=models, zoo_page=args.zoo_page, command=args.command_line, **common
+        )
+        print(f"wrote {args.zoo_page}")
+    else:
+        results = [evaluate(args.model, **common)]
+        write_report(results, args.output_dir)
+    print(markdown_table(results))
+    print(f"wrote {os.path.join(args.output_dir, 'evaluation.json')} and evaluation.md")
+    return 0
+
+
+def _export(args) -> int:
+    from keras_regnet.export import export, output_path
+    from keras_regnet.models import model_from_argument
+
+    fmt = args.format
+    output_path(fmt, args.output, args.version, args.overwrite)  # bad destinations fail before the model build
+    options = {}
+    if fmt == "saved_model":
+        options = {"version": args.version, "top_k": args.top_k}
+    elif fmt == "tflite":
+        options = {"quantization": args.quantization}
+    elif args.opset is not None:
+        options = {"opset": args.opset}
+    size = args.image_size
+    model, name, _ = model_from_argument(args.model, _weights_arg(args.weights), input_shape=(size, size, 3))
+    path = export(model, fmt, args.output, overwrite=args.overwrite, **options)
+    print(f"wrote {path} ({name}, {fmt})")
     return 0
 
 

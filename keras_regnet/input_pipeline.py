@@ -28,7 +28,7 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS
+from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS, eval_scale_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -73,13 +73,25 @@ def pca_lighting(image_255, std):
 
 
 def eval_resize_crop(image, size):
-    """Shorter side to ``size * 256 / 224``, then the central ``size`` x ``size``."""
-    short = int(round(size * 256 / 224))
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = short / tf.reduce_min(shape)
-    new = tf.cast(tf.round(shape * scale), tf.int32)
-    image = tf.image.resize(image, new, method="bilinear")
-    return tf.image.resize_with_crop_or_pad(image, size, size)
+    """pycls's eval transform in graph ops (also inside exported SavedModels).
+
+    Shorter side to ``size * 256 / 224`` (bilinear, the longer side floored;
+    no resize if the shorter side already has that length), then the central
+    ``size`` x ``size`` with offsets rounded up: the geometry of
+    :func:`keras_regnet.input_pipeline_common.eval_geometry`.
+    """
+    short = eval_scale_size(size)
+    shape = tf.shape(image)[:2]
+    h, w = shape[0], shape[1]
+    ratio = tf.cast(tf.maximum(h, w), tf.float64) / tf.cast(tf.minimum(h, w), tf.float64)
+    long_side = tf.cast(tf.floor(ratio * short), tf.int32)
+    new_h = tf.where(w < h, long_side, short)
+    new_w = tf.where(w < h, short, long_side)
+    keep = tf.equal(tf.minimum(h, w), short)
+    new_h, new_w = tf.where(keep, h, new_h), tf.where(keep, w, new_w)
+    image = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
+    top, left = (new_h - size + 1) // 2, (new_w - size + 1) // 2
+    return image[top : top + size, left : left + size]
 
 
 def train_transform(image, recipe, small_images):
@@ -195,7 +207,7 @@ def _from_arrays(train, validation) -> Source:
     )
 
 
-def _list_class_folder(root, classes):
+def list_class_folder(root, classes):
     files, labels = [], []
     for i, c in enumerate(classes):
         folder = os.path.join(root, c)
@@ -205,7 +217,7 @@ def _list_class_folder(root, classes):
     return files, labels
 
 
-def _decode_files(files, labels):
+def decode_files(files, labels):
     def load(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return image, label
@@ -214,22 +226,22 @@ def _decode_files(files, labels):
     return ds.map(load, num_parallel_calls=AUTOTUNE)
 
 
-def _subfolders(path):
+def subfolders(path):
     return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
 
 
 def _from_directory(root) -> Source:
     splits = {s: os.path.join(root, s) for s in ("train", "val", "validation") if os.path.isdir(os.path.join(root, s))}
     if "train" in splits and len(splits) > 1:
-        classes = _subfolders(splits["train"])
-        train_files, train_labels = _list_class_folder(splits["train"], classes)
+        classes = subfolders(splits["train"])
+        train_files, train_labels = list_class_folder(splits["train"], classes)
         val_root = splits.get("val", splits.get("validation"))
-        val_files, val_labels = _list_class_folder(val_root, classes)
+        val_files, val_labels = list_class_folder(val_root, classes)
     else:
-        classes = _subfolders(root)
+        classes = subfolders(root)
         if not classes:
             raise ValueError(f"data={root!r} has no class subfolders (expected DIR/<class>/<image> or DIR/train/<class>/...).")
-        files, labels = _list_class_folder(root, classes)
+        files, labels = list_class_folder(root, classes)
         # Every 10th image of each class is held out for validation.
         order = np.arange(len(files))
         is_val = np.zeros(len(files), bool)
@@ -243,15 +255,16 @@ def _from_directory(root) -> Source:
     if not train_files:
         raise ValueError(f"data={root!r} contains no images with extensions {IMAGE_EXTENSIONS}.")
     return Source(
-        _decode_files(train_files, train_labels),
-        _decode_files(val_files, val_labels),
+        decode_files(train_files, train_labels),
+        decode_files(val_files, val_labels),
         len(train_files),
         len(val_files),
         classes,
     )
 
 
-def _from_tfds(name, data_dir, manual_dir) -> Source:
+def prepare_tfds(name, data_dir=None, manual_dir=None):
+    """A prepared TensorFlow Datasets builder for ``name``; clear errors for unknown names / missing manual_dir."""
     import tensorflow_datasets as tfds
 
     try:
@@ -268,8 +281,19 @@ def _from_tfds(name, data_dir, manual_dir) -> Source:
                 f"(got manual_dir={manual_dir!r}). {builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip().splitlines()[0]}"
             )
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return builder
+
+
+def validation_split_name(builder) -> str:
+    """``validation``, or ``test`` for datasets that have only that held out."""
     splits = builder.info.splits
-    val_split = "validation" if "validation" in splits else "test"
+    return "test" if "validation" not in splits and "test" in splits else "validation"
+
+
+def _from_tfds(name, data_dir, manual_dir) -> Source:
+    builder = prepare_tfds(name, data_dir, manual_dir)
+    splits = builder.info.splits
+    val_split = validation_split_name(builder)
     label_feature = builder.info.features["label"]
     return Source(
         builder.as_dataset(split="train", as_supervised=True),

@@ -1,4 +1,6 @@
-"""Constants shared by the tf.data and the numpy input pipelines."""
+"""Constants and geometry shared by the tf.data and the numpy input pipelines."""
+
+import math
 
 import numpy as np
 
@@ -7,3 +9,26 @@ EIG_VALS = np.array([0.2175, 0.0188, 0.0045], np.float32)
 EIG_VECS = np.array(
     [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]], np.float32
 )
+
+
+def eval_scale_size(size: int) -> int:
+    """Shorter side before the eval centre crop: 256 for 224 (pycls's TEST.IM_SIZE)."""
+    return int(round(size * 256 / 224))
+
+
+def eval_geometry(height: int, width: int, size: int):
+    """pycls's eval ``scale`` + ``center_crop`` geometry: (new_h, new_w, top, left).
+
+    The shorter side becomes ``eval_scale_size(size)`` and the longer one is
+    floored (``int(math.floor(long / short * s))``); an image whose shorter
+    side already has that length is not resized.  The crop offset is rounded
+    up (``ceil((new - size) / 2)``).
+    """
+    short = eval_scale_size(size)
+    if min(height, width) == short:
+        new_h, new_w = height, width
+    elif width < height:
+        new_h, new_w = int(math.floor(height / width * short)), short
+    else:
+        new_h, new_w = short, int(math.floor(width / height * short))
+    return new_h, new_w, (new_h - size + 1) // 2, (new_w - size + 1) // 2

@@ -8,6 +8,7 @@ standard ``keras.applications`` arguments; ``RegNetX200MF`` ...
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional, Sequence, Union
 
@@ -190,6 +191,25 @@ def get_model(name: str, /, **kwargs) -> keras.Model:
     published = lookup(name)
     kwargs.setdefault("name", published.function_name.lower())
     return RegNet(published.config, **kwargs)
+
+
+def model_from_argument(model, weights=None, **kwargs):
+    """Resolve a ``model`` argument (CLI and tools): ``(keras.Model, name, weights description)``.
+
+    ``model`` is a ``keras.Model`` (returned as is), a path to a ``.keras``
+    file, or a published model name built by :func:`get_model` with
+    ``weights`` and ``kwargs``.
+    """
+    if isinstance(model, keras.Model):
+        return model, model.name, "given model"
+    if not isinstance(model, str):
+        raise ValueError(f"model must be a keras.Model, a published model name or a .keras file; got model={model!r}.")
+    if model.endswith(".keras"):
+        if not os.path.isfile(model):
+            raise ValueError(f"model={model!r}: no such .keras file.")
+        loaded = keras.models.load_model(model, compile=False)
+        return loaded, loaded.name, model
+    return get_model(model, weights=weights, **kwargs), model, str(weights)
 
 
 def feature_extractor(

@@ -15,7 +15,7 @@ import math
 import keras
 import numpy as np
 
-from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS
+from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS, eval_geometry
 
 
 def pca_lighting(batch, std, rng):
@@ -57,16 +57,32 @@ def inception_crop(image, size, rng):
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
 
 
-def eval_resize_crop(image, size):
-    """Shorter side to ``size * 256 / 224``, then the central ``size`` x ``size``."""
-    from PIL import Image
+def _linear_weights(n_in, n_out):
+    """Source indices and weights of 1-D linear resampling, half-pixel centres, no antialiasing."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (src - lo).astype(np.float32)
 
-    short = int(round(size * 256 / 224))
+
+def resize_bilinear(image, height, width):
+    """Bilinear resize as OpenCV's INTER_LINEAR and ``tf.image.resize`` do (pycls's eval resize).
+
+    Pillow antialiases when shrinking, which would change eval inputs
+    visibly; this is the plain separable interpolation, float32 out.
+    """
+    image = image.astype(np.float32)
+    lo, hi, t = _linear_weights(image.shape[0], height)
+    image = image[lo] * (1 - t)[:, None, None] + image[hi] * t[:, None, None]
+    lo, hi, t = _linear_weights(image.shape[1], width)
+    return image[:, lo] * (1 - t)[None, :, None] + image[:, hi] * t[None, :, None]
+
+
+def eval_resize_crop(image, size):
+    """pycls's eval transform (:func:`eval_geometry`), float32 out."""
     h, w = image.shape[:2]
-    scale = short / min(h, w)
-    nh, nw = int(round(h * scale)), int(round(w * scale))
-    image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
-    y, x = (nh - size) // 2, (nw - size) // 2
+    nh, nw, y, x = eval_geometry(h, w, size)
+    image = resize_bilinear(image, nh, nw) if (nh, nw) != (h, w) else image.astype(np.float32)
     return image[y : y + size, x : x + size]
 
 

@@ -8,9 +8,13 @@ for other ``keras.applications`` models works unchanged.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+from typing import List, Tuple
+
 import numpy as np
 from keras import layers
-from keras.applications import imagenet_utils
 
 # pycls / torchvision ImageNet statistics on [0, 1] RGB pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,14 +57,43 @@ def preprocess_input(x, data_format=None):
     return x
 
 
+@functools.lru_cache(maxsize=None)
+def imagenet_classes() -> List[Tuple[str, str]]:
+    """The 1,000 ImageNet classes as ``(wordnet_id, name)``, in label order.
+
+    Label ``i`` is the ``i``-th synset in sorted order, as in pycls,
+    torchvision and TensorFlow Datasets.  Shipped with the package
+    (``data/imagenet_classes.json``), so decoding works offline.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "imagenet_classes.json")
+    with open(path) as f:
+        return [tuple(row) for row in json.load(f)]
+
+
 def decode_predictions(preds, top=5):
-    """Decode ImageNet predictions into ``(class_id, name, score)`` tuples.
+    """Decode ImageNet predictions into ``(class_name_id, class_description, score)`` tuples.
+
+    Like ``keras.applications.imagenet_utils.decode_predictions``, but reads
+    the class list shipped with the package instead of downloading it.
 
     Args:
-        preds: array of shape ``(batch, 1000)``.
+        preds: array of shape ``(batch, 1000)`` (probabilities or logits).
         top: how many top-guesses to return per sample.
 
     Returns:
-        One list of ``(class_name_id, class_description, score)`` per sample.
+        One list of ``(class_name_id, class_description, score)`` per sample,
+        best first.
     """
-    return imagenet_utils.decode_predictions(preds, top=top)
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError(
+            f"decode_predictions expects a batch of ImageNet predictions, shape (samples, 1000); got shape {preds.shape}."
+        )
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 1000:
+        raise ValueError(f"top must be an integer in [1, 1000]; got top={top!r}.")
+    classes = imagenet_classes()
+    results = []
+    for row in preds:
+        best = np.argsort(-row, kind="stable")[:top]
+        results.append([(*classes[i], float(row[i])) for i in best])
+    return results

@@ -204,6 +204,8 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, jit_compile="auto
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "tpu")
 PRECISIONS = (None, "float32", "mixed_float16", "mixed_bfloat16")
+# Multi-worker training shuffles with this seed on every worker (see train()).
+MULTI_WORKER_SHUFFLE_SEED = 0
 
 
 def check_output_dir(output_dir: str) -> str:
@@ -241,6 +243,66 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _in_multi_worker_mode(strategy) -> bool:
+    """Whether Keras's trainer takes its multi-worker branch for ``strategy``.
+
+    The same test as Keras 3.15's ``_collective_all_reduce_multi_worker``
+    (``keras/src/backend/tensorflow/trainer.py``): a MultiWorkerMirroredStrategy
+    with a cluster of more than one worker (``TF_CONFIG``).
+    """
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def _enable_multi_worker_fit(model, strategy):
+    """Let ``model.fit`` run under a multi-worker MultiWorkerMirroredStrategy.
+
+    Keras 3.15's TensorFlow trainer (``keras/src/backend/tensorflow/trainer.py``)
+    has two bugs on this path (keras-team/keras#20585, tensorflow/tensorflow#72388),
+    worked around here on this one model instance only, only in multi-worker mode:
+
+    1. ``TensorFlowTrainer._maybe_symbolic_build`` takes the first distributed
+       batch and, to get a plain batch for the symbolic build, calls
+       ``strategy.reduce("MEAN", batch, axis=None)`` on the whole ``(x, y)``
+       structure.  MWMS's collective reduce accepts one value, not a tuple, so it
+       fails ("Attempt to convert a value (PerReplica...) ... to a Tensor") -- and
+       all-reducing images across workers is pointless anyway: the build only
+       needs shapes and dtypes.  It runs before Keras checks whether anything is
+       unbuilt, so building the model beforehand does not avoid it.  Replaced by
+       the same build from this worker's first local replica batch (no
+       cross-worker communication).
+    2. ``reduce_per_replica`` reduces every step's logs with
+       ``strategy.reduce("MEAN", v, axis=0)`` in multi-worker mode; the logs are
+       scalar metric results, which have no axis 0 ("Invalid reduction dimension
+       0 for input with 0 dimensions").  ``train_step``/``test_step`` (public,
+       overridable) return each scalar as shape ``(1,)`` instead, which that
+       reduce turns into the mean over all replicas, a scalar again.
+
+    Epoch-end metrics are unaffected: Keras reads them from the metric
+    variables, summed over all replicas.  Remove this once Keras fixes it.
+    """
+    import tensorflow as tf
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                local = strategy.experimental_local_results
+                data_batch = tf.nest.map_structure(lambda v: local(v)[0], next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def as_vectors(logs):
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if tf.convert_to_tensor(v).shape.rank == 0 else v, logs)
+
+    train_step, test_step = model.train_step, model.test_step
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_step = lambda data: as_vectors(train_step(data))
+    model.test_step = lambda data: as_vectors(test_step(data))
+    return model
 
 
 def make_keras_distribution(name: str = "auto"):
@@ -321,9 +383,11 @@ def train(
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}; got mixed_precision={mixed_precision!r}.")
     check_output_dir(output_dir)
     on_tensorflow = keras.backend.backend() == "tensorflow"
+    multi_worker = False
     if on_tensorflow:
         dist = make_strategy(strategy)
         replicas, scope = dist.num_replicas_in_sync, dist.scope
+        multi_worker = _in_multi_worker_mode(dist)
     else:
         # tf.distribute needs TensorFlow; JAX scales with keras.distribution.
         distribution = make_keras_distribution(strategy)
@@ -355,7 +419,12 @@ def train(
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
     try:
         if on_tensorflow:
-            train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small)
+            # Multi-worker: tf.distribute shards each global batch across the
+            # workers (AutoShardPolicy DATA for in-memory data), which is a
+            # partition only if every worker shuffles in the same order; unseeded,
+            # two workers overlapped on about half their examples per epoch.
+            seed = MULTI_WORKER_SHUFFLE_SEED if multi_worker else None
+            train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small, seed=seed)
         with scope():
             net = RegNet(
                 config,
@@ -365,6 +434,8 @@ def train(
                 name=name.replace("-", "_").replace(".", "_").lower(),
             )
             compile_model(net, recipe, steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        if multi_worker:
+            _enable_multi_worker_fit(net, dist)
 
         csv_path = os.path.join(output_dir, "log.csv")
         nan_stop = cb.StopOnNaN()

@@ -142,18 +142,21 @@ def test_include_preprocessing_normalises_with_imagenet_stats():
     assert RegNet(TINY, input_shape=(64, 64, 4), include_preprocessing=False).input.shape[-1] == 4
 
 
-def test_decode_predictions(monkeypatch):
-    # Keras downloads the ImageNet class index on first use; there is no
-    # network here, so give Keras's module cache a stand-in index.
-    from keras.src.applications import imagenet_utils
-
-    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
-    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", index)
+def test_decode_predictions_offline():
+    # The class list ships with the package: no download (there is no network here).
+    classes = keras_regnet.preprocessing.imagenet_classes()
+    assert len(classes) == 1000 and len({c[0] for c in classes}) == 1000
+    assert [c[0] for c in classes] == sorted(c[0] for c in classes)  # label i = i-th sorted synset
+    assert classes[0] == ("n01440764", "tench") and classes[999][0] == "n15075141"
     preds = np.full((2, 1000), 1e-4, "float32")
     preds[0, 1], preds[0, 7], preds[1, 999] = 0.9, 0.05, 0.5
     top = keras_regnet.decode_predictions(preds, top=2)
-    assert top[0][0][:2] == ("n00000001", "class_1") and top[0][1][:2] == ("n00000007", "class_7")
-    assert top[1][0][1] == "class_999" and top[1][0][2] == pytest.approx(0.5)
+    assert top[0][0][:2] == ("n01443537", "goldfish") and top[0][1][:2] == classes[7]
+    assert top[1][0][0] == "n15075141" and top[1][0][2] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"shape \(samples, 1000\)"):
+        keras_regnet.decode_predictions(preds[:, :10])
+    with pytest.raises(ValueError, match="top must be"):
+        keras_regnet.decode_predictions(preds, top=0)
 
 
 def test_input_tensor():

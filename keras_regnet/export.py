@@ -1,0 +1,302 @@
+"""Export a RegNet for serving: TF Serving SavedModel, TFLite, ONNX.
+
+* :func:`export_saved_model` writes TF Serving's layout, ``MODEL_DIR/VERSION/``,
+  with two signatures: ``serving_default`` (float32 RGB pixels in [0, 255],
+  NHWC, any batch size, the model's output) and ``serving_bytes`` (encoded
+  JPEG/PNG/BMP/GIF bytes: decode, pycls's eval resize + centre crop, predict;
+  returns the top-k class ids, names and probabilities).
+* :func:`export_tflite` writes a ``.tflite`` file (float32, or float16 /
+  dynamic-range int8 weights) with TFLite built-in ops only: grouped
+  convolutions stay single ``CONV_2D`` ops.
+* :func:`export_onnx` writes an ``.onnx`` file through tf2onnx (grouped
+  convolutions are ``Conv`` with ``group``).
+
+Every writer builds the artifact beside its destination and renames it into
+place, so an interrupted export leaves nothing half-written behind.
+Exports need the TensorFlow backend (the tracing and converters are TF's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+from typing import Optional, Sequence
+
+import keras
+
+from keras_regnet.atomic import atomic_path
+
+FORMATS = ("saved_model", "tflite", "onnx")
+TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8")
+BYTES_SIGNATURE = "serving_bytes"
+DEFAULT_ONNX_OPSET = 17
+
+
+def _require_tensorflow(what):
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"{what} needs the TensorFlow backend (KERAS_BACKEND=tensorflow); this process uses "
+            f"{keras.backend.backend()!r}."
+        )
+    import tensorflow as tf
+
+    return tf
+
+
+def check_format(fmt: str) -> str:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got format={fmt!r}.")
+    return fmt
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model; got {type(model).__name__}.")
+    if len(model.inputs) != 1 or len(model.input.shape) != 4:
+        raise ValueError(f"model must take one NHWC image batch; its inputs are {[i.shape for i in model.inputs]}.")
+    return model
+
+
+def _image_spec(model, tf):
+    """float32 NHWC, any batch size; height/width as the model's input (None = any)."""
+    _, h, w, c = model.input.shape
+    return tf.TensorSpec([None, h, w, c], tf.float32, name="images")
+
+
+def _output_is_probabilities(model) -> bool:
+    """Whether the model already ends in a softmax (keras_regnet's default classifier)."""
+    try:
+        head = model.get_layer("predictions")
+    except ValueError:
+        return False
+    return getattr(head, "activation", None) is keras.activations.softmax
+
+
+def _default_class_names(model):
+    num_classes = model.output.shape[-1]
+    if num_classes == 1000:
+        from keras_regnet.preprocessing import imagenet_classes
+
+        return [name for _, name in imagenet_classes()]
+    return [str(i) for i in range(num_classes)]
+
+
+@contextlib.contextmanager
+def _atomic_directory(path: str, overwrite: bool):
+    """Yield a temporary directory beside ``path``; on success it becomes ``path``.
+
+    The temporary name starts with a dot and is not a number, so TF Serving,
+    which loads numeric version directories only, never sees a partial export.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(path):
+            if not overwrite:  # appeared while we were writing
+                raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+            old = tmp + ".old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _next_version(model_dir: str) -> int:
+    versions = [int(d) for d in os.listdir(model_dir) if d.isdigit()] if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+def output_path(fmt: str, output: str, version=None, overwrite: bool = False) -> str:
+    """Where an export in ``fmt`` to ``output`` writes; raises before any work for a bad destination.
+
+    ``saved_model``: ``output`` is the model base directory and the result
+    ``output/VERSION`` (``version``: a positive integer, default one more
+    than the largest existing).  ``tflite`` / ``onnx``: ``output`` is the
+    file, ending in ``.tflite`` / ``.onnx``.  An existing destination is an
+    error unless ``overwrite``.
+    """
+    check_format(fmt)
+    if not isinstance(output, (str, os.PathLike)) or not str(output):
+        raise ValueError(f"output must be a path; got output={output!r}.")
+    output = str(output)
+    if fmt == "saved_model":
+        if os.path.isfile(output):
+            raise ValueError(f"output={output!r} is a file; a SavedModel needs a model base directory.")
+        if version is None:
+            version = _next_version(output)
+        elif isinstance(version, bool) or not str(version).isdigit() or int(version) < 1:
+            raise ValueError(
+                "version must be a positive integer (TF Serving loads numeric version directories only); "
+                f"got version={version!r}."
+            )
+        path = os.path.join(output, str(int(version)))
+    else:
+        if not output.endswith("." + fmt):
+            raise ValueError(f"output for format={fmt!r} must end with '.{fmt}'; got output={output!r}.")
+        path = output
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    return path
+
+
+def saved_model_module(model: keras.Model, top_k: int = 5, class_names: Optional[Sequence[str]] = None, image_size=None):
+    """A ``keras.export.ExportArchive`` with the two serving signatures, not yet written.
+
+    ``image_size`` is the crop of the bytes signature (default: the model's
+    input height, else 224).
+    """
+    tf = _require_tensorflow("SavedModel export")
+    from keras_regnet.input_pipeline import eval_resize_crop
+
+    _check_model(model)
+    num_classes = model.output.shape[-1]
+    class_names = list(class_names) if class_names is not None else _default_class_names(model)
+    if len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} entries; the model has {num_classes} classes.")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
+        raise ValueError(f"top_k must be an integer in [1, {num_classes}]; got top_k={top_k!r}.")
+    size = image_size or model.input.shape[1] or 224
+    probabilities = _output_is_probabilities(model)
+    names = tf.constant(class_names)
+
+    def predict(images):
+        return {"predictions": model(images, training=False)}
+
+    def predict_bytes(image_bytes):
+        def load(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return eval_resize_crop(image, size)
+
+        images = tf.map_fn(load, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        out = tf.cast(model(images, training=False), tf.float32)
+        probs = out if probabilities else tf.nn.softmax(out)
+        top = tf.math.top_k(probs, k=top_k)
+        return {"classes": top.indices, "class_names": tf.gather(names, top.indices), "probabilities": top.values}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", predict, input_signature=[_image_spec(model, tf)])
+    archive.add_endpoint(
+        BYTES_SIGNATURE, predict_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+    )
+    return archive
+
+
+def export_saved_model(
+    model: keras.Model,
+    model_dir: str,
+    version=None,
+    top_k: int = 5,
+    class_names: Optional[Sequence[str]] = None,
+    overwrite: bool = False,
+) -> str:
+    """Write ``model`` as a TF Serving SavedModel, ``model_dir/version/``.
+
+    Args:
+        model: a Keras model taking float32 RGB images in [0, 255] (as
+            keras_regnet models with ``include_preprocessing=True`` do).
+        model_dir: the model's base directory (``--model_base_path`` of
+            ``tensorflow_model_server``).
+        version: positive integer version; default: one more than the
+            largest existing version (1 for a new directory).
+        top_k: how many classes the ``serving_bytes`` signature returns.
+        class_names: names of the classes, in label order (default: the
+            ImageNet names for 1000 classes, else ``"0"``, ``"1"``, ...).
+        overwrite: replace an existing version directory.
+
+    Returns:
+        The version directory written.
+    """
+    path = output_path("saved_model", model_dir, version, overwrite)
+    archive = saved_model_module(model, top_k=top_k, class_names=class_names)
+    with _atomic_directory(path, overwrite) as tmp:
+        archive.write_out(tmp, verbose=False)
+    return path
+
+
+def export_tflite(model: keras.Model, path: str, quantization: Optional[str] = None, overwrite: bool = False) -> str:
+    """Write ``model`` as a TFLite flatbuffer with built-in ops only.
+
+    Args:
+        model: the Keras model.
+        path: output file, ending in ``.tflite``.
+        quantization: ``None`` (float32), ``"float16"`` (float16 weights)
+            or ``"dynamic_int8"`` (int8 weights, float activations:
+            dynamic-range quantization).
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
+    """
+    tf = _require_tensorflow("TFLite export")
+    if quantization not in TFLITE_QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {TFLITE_QUANTIZATIONS}; got quantization={quantization!r}.")
+    _check_model(model)
+    output_path("tflite", path, overwrite=overwrite)
+    # Built-in ops only (no Flex/TF fallback): a grouped convolution must
+    # convert to one native CONV_2D, or the conversion fails here.
+    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantization == "float16":
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {**options["target_spec"], "supported_types": [tf.float16]}}
+    elif quantization == "dynamic_int8":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    with atomic_path(path, suffix=".tflite") as tmp:
+        model.export(tmp, format="litert", input_signature=[_image_spec(model, tf)], verbose=False, **options)
+    return path
+
+
+def export_onnx(model: keras.Model, path: str, opset: int = DEFAULT_ONNX_OPSET, overwrite: bool = False) -> str:
+    """Write ``model`` as ONNX via tf2onnx (input ``images:0``, any batch size).
+
+    Converted from a SavedModel of the model rather than from the live
+    function: tf2onnx turns the constants Keras captures (the preprocessing
+    mean/std) into graph inputs otherwise.
+
+    Args:
+        model: the Keras model.
+        path: output file, ending in ``.onnx``.
+        opset: ONNX opset version.
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
+    """
+    tf = _require_tensorflow("ONNX export")
+    _check_model(model)
+    output_path("onnx", path, overwrite=overwrite)
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"opset must be an integer >= 13; got opset={opset!r}.")
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx onnxruntime") from e
+    with contextlib.suppress(ImportError):
+        # tf2onnx 1.17 uses numpy aliases removed in numpy 2; Keras ships the shim.
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    with tempfile.TemporaryDirectory() as saved:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serving_default", functools.partial(model.__call__, training=False), input_signature=[_image_spec(model, tf)]
+        )
+        archive.write_out(saved, verbose=False)
+        graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(saved, None, None, "serve", ["serving_default"])
+        with atomic_path(path, suffix=".onnx") as tmp:
+            tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset, output_path=tmp)
+    return path
+
+
+def export(model: keras.Model, fmt: str, output: str, overwrite: bool = False, **options) -> str:
+    """Export in ``fmt`` (one of :data:`FORMATS`); ``options`` go to the format's writer."""
+    writer = {"saved_model": export_saved_model, "tflite": export_tflite, "onnx": export_onnx}[check_format(fmt)]
+    return writer(model, output, overwrite=overwrite, **options)
