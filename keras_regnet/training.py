@@ -260,29 +260,32 @@ def _in_multi_worker_mode(strategy) -> bool:
 def _enable_multi_worker_fit(model, strategy):
     """Let ``model.fit`` run under a multi-worker MultiWorkerMirroredStrategy.
 
-    Keras 3.15's TensorFlow trainer (``keras/src/backend/tensorflow/trainer.py``)
-    has two bugs on this path (keras-team/keras#20585, tensorflow/tensorflow#72388),
-    worked around here on this one model instance only, only in multi-worker mode:
+    Keras 3.15.1's TensorFlow trainer (``keras/src/backend/tensorflow/trainer.py``)
+    fails on this path in two places (keras-team/keras#20585, open;
+    tensorflow/tensorflow#72388).  Both are worked around here, on this one
+    model instance, only in multi-worker mode (:func:`_in_multi_worker_mode`):
 
-    1. ``TensorFlowTrainer._maybe_symbolic_build`` takes the first distributed
-       batch and, to get a plain batch for the symbolic build, calls
+    1. ``TensorFlowTrainer._maybe_symbolic_build`` (line 731) takes the first
+       distributed batch and, to get a plain one for the symbolic build, calls
        ``strategy.reduce("MEAN", batch, axis=None)`` on the whole ``(x, y)``
-       structure.  MWMS's collective reduce accepts one value, not a tuple, so it
-       fails ("Attempt to convert a value (PerReplica...) ... to a Tensor") -- and
-       all-reducing images across workers is pointless anyway: the build only
-       needs shapes and dtypes.  It runs before Keras checks whether anything is
-       unbuilt, so building the model beforehand does not avoid it.  Replaced by
-       the same build from this worker's first local replica batch (no
-       cross-worker communication).
-    2. ``reduce_per_replica`` reduces every step's logs with
-       ``strategy.reduce("MEAN", v, axis=0)`` in multi-worker mode; the logs are
-       scalar metric results, which have no axis 0 ("Invalid reduction dimension
-       0 for input with 0 dimensions").  ``train_step``/``test_step`` (public,
-       overridable) return each scalar as shape ``(1,)`` instead, which that
-       reduce turns into the mean over all replicas, a scalar again.
+       structure.  MWMS's collective reduce takes a single value and fails
+       converting the tuple ("Attempt to convert a value (PerReplica...) to a
+       Tensor"); all-reducing images across workers would be pointless anyway,
+       the build only needs shapes and dtypes.  The reduce runs before Keras
+       checks whether anything is unbuilt, so building the model, metrics and
+       optimizer beforehand does not avoid it.  Replaced (a private method,
+       hence the instance override) by the same build from this worker's first
+       local replica batch, without cross-worker communication.
+    2. ``reduce_per_replica`` (line 841) reduces every step's logs with
+       ``strategy.reduce("MEAN", v, axis=0)`` in multi-worker mode, but the
+       logs are scalar metric results and have no axis 0 ("Invalid reduction
+       dimension 0 for input with 0 dimensions").  ``train_step`` and
+       ``test_step`` (public, meant to be overridden) return each scalar as
+       shape ``(1,)`` instead, which that reduce turns into the mean over all
+       replicas: a scalar again.
 
-    Epoch-end metrics are unaffected: Keras reads them from the metric
-    variables, summed over all replicas.  Remove this once Keras fixes it.
+    Epoch-end metrics do not go through (2): Keras reads them from the metric
+    variables, summed over all replicas.  Remove this once Keras fixes both.
     """
     import tensorflow as tf
 
@@ -296,7 +299,11 @@ def _enable_multi_worker_fit(model, strategy):
             model._symbolic_build(data_batch=data_batch)
 
     def as_vectors(logs):
-        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if tf.convert_to_tensor(v).shape.rank == 0 else v, logs)
+        def vector(v):
+            v = tf.convert_to_tensor(v)
+            return tf.reshape(v, [1]) if v.shape.rank == 0 else v
+
+        return tf.nest.map_structure(vector, logs)
 
     train_step, test_step = model.train_step, model.test_step
     model._maybe_symbolic_build = maybe_symbolic_build
