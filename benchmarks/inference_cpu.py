@@ -25,13 +25,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_seconds  # noqa: E402
 
 
 def _contenders(batch):
@@ -117,17 +119,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     x = np.random.default_rng(0).uniform(0, 255, (args.batch, 224, 224, 3)).astype("float32")
-    contenders = _contenders(args.batch)
-    for f in contenders.values():  # trace / warm up
-        f(x)
-        f(x)
-    times = {k: [] for k in contenders}
-    for _ in range(args.rounds):
-        for name, f in contenders.items():
-            t = time.perf_counter()
-            f(x)
-            times[name].append(time.perf_counter() - t)
-    ips = {k: args.batch / statistics.median(v) for k, v in times.items()}
+    seconds = median_seconds(_contenders(args.batch), x, args.rounds)
+    ips = {k: args.batch / v for k, v in seconds.items()}
     base = ips.get("tf_keras.applications.RegNetY008")
     print(f"RegNetY-800MF, batch {args.batch}, 224x224 float32, median of {args.rounds} rounds")
     print("| contender | images/s | vs tf-keras |")

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from keras_regnet.atomic import atomic_path
+from keras_regnet.atomic import atomic_path, current_umask
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -96,6 +96,7 @@ def _atomic_directory(path: str, overwrite: bool):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a server running as another user must read it
         if os.path.exists(path):
             if not overwrite:  # appeared while we were writing
                 raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")

@@ -11,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_regnet import export as ex
+from keras_regnet.atomic import current_umask
 from keras_regnet import get_model
 from keras_regnet.cli import main
 from keras_regnet.layers import GroupedConv2D
@@ -61,6 +62,8 @@ def test_saved_model_for_tf_serving(model, images, tmp_path):
     path = ex.export_saved_model(model, str(base), top_k=3)
     assert path == str(base / "1")
     assert {"saved_model.pb", "variables"} <= set(os.listdir(path))  # TF Serving's MODEL_DIR/VERSION layout
+    # Readable by a server running as another user (not mkdtemp's 0700).
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~current_umask()
 
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", ex.BYTES_SIGNATURE}
@@ -133,6 +136,7 @@ def tflite_run(path, batch):
 
 def test_tflite_float32_parity_and_native_grouped_convs(model, images, tmp_path):
     path = ex.export_tflite(model, str(tmp_path / "m.tflite"))
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~current_umask()  # not mkstemp's 0600
     out, ops = tflite_run(path, images)
     assert rel_err(out, model.predict_on_batch(images)) <= 1e-4
     convs, grouped = conv_layer_counts(model)
