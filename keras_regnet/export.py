@@ -244,11 +244,12 @@ def export_tflite(model: keras.Model, path: str, quantization: Optional[str] = N
     output_path("tflite", path, overwrite=overwrite)
     # Built-in ops only (no Flex/TF fallback): a grouped convolution must
     # convert to one native CONV_2D, or the conversion fails here.
-    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
-    if quantization == "float16":
-        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {**options["target_spec"], "supported_types": [tf.float16]}}
-    elif quantization == "dynamic_int8":
+    target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    options = {"target_spec": target_spec}
+    if quantization is not None:  # float16 weights, or int8 weights (dynamic range)
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        target_spec["supported_types"] = [tf.float16]
     with atomic_path(path, suffix=".tflite") as tmp:
         model.export(tmp, format="litert", input_signature=[_image_spec(model, tf)], verbose=False, **options)
     return path
