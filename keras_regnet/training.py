@@ -98,10 +98,16 @@ class Recipe:
 
     @classmethod
     def for_model(cls, name: str, **overrides) -> "Recipe":
-        """pycls's recipe for a published model (its batch size and learning rate)."""
+        """pycls's recipe for a published model (its batch size and learning rate).
+
+        Overriding ``batch_size`` without ``base_lr`` scales the published
+        learning rate linearly with it, as pycls's rule (0.1 x batch / 128) does.
+        """
         published = lookup(name)
         settings = dict(batch_size=published.train_batch_size, base_lr=published.base_lr)
-        settings.update(overrides)
+        if overrides.get("batch_size") is not None and overrides.get("base_lr") is None:
+            settings["base_lr"] = published.base_lr * overrides["batch_size"] / published.train_batch_size
+        settings.update({k: v for k, v in overrides.items() if not (k == "base_lr" and v is None)})
         return cls(**settings)
 
 

@@ -28,6 +28,10 @@ def test_recipe_defaults_are_pycls():
     assert Recipe.for_model("RegNetX-32GF").batch_size == 256 and Recipe.for_model("RegNetX-32GF").lr == 0.2
     assert Recipe(batch_size=1024).lr == pytest.approx(0.8)  # 0.1 x batch / 128
     assert Recipe(batch_size=64).lr == pytest.approx(0.05)
+    # A smaller batch for a published model scales its learning rate with it (linear rule).
+    assert Recipe.for_model("RegNetX-200MF", batch_size=128).lr == pytest.approx(0.1)
+    assert Recipe.for_model("RegNetX-32GF", batch_size=512).lr == pytest.approx(0.4)
+    assert Recipe.for_model("RegNetX-200MF", batch_size=128, base_lr=0.3).lr == pytest.approx(0.3)
 
 
 def test_schedule_is_pycls_per_epoch_cosine_with_warmup():
