@@ -25,10 +25,14 @@ BN_MOMENTUM = 0.9
 # pycls initialisation: conv weights ~ N(0, sqrt(2 / (k*k*out_channels))), i.e.
 # He-normal on fan_out (Keras's fan_out of a conv kernel is k*k*out_channels,
 # also for grouped convs, as in pycls); classifier ~ N(0, 0.01); zero biases.
-CONV_INITIALIZER = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="untruncated_normal"
-)
-DENSE_INITIALIZER = keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+# A new initializer per layer: a Keras 3 initializer instance draws its seed
+# once, so a shared one would give every same-shape kernel the same values.
+def conv_initializer():
+    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def dense_initializer():
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,7 +105,7 @@ def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=Tru
         padding=padding,
         groups=groups,
         use_bias=False,
-        kernel_initializer=CONV_INITIALIZER,
+        kernel_initializer=conv_initializer(),
         name=f"{name}_conv",
     )(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
@@ -120,10 +124,10 @@ def squeeze_excite(x, se_channels, *, name):
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     s = layers.Conv2D(
-        se_channels, 1, activation="relu", kernel_initializer=CONV_INITIALIZER, name=f"{name}_reduce"
+        se_channels, 1, activation="relu", kernel_initializer=conv_initializer(), name=f"{name}_reduce"
     )(s)
     s = layers.Conv2D(
-        channels, 1, activation="sigmoid", kernel_initializer=CONV_INITIALIZER, name=f"{name}_expand"
+        channels, 1, activation="sigmoid", kernel_initializer=conv_initializer(), name=f"{name}_expand"
     )(s)
     return layers.Multiply(name=f"{name}_scale")([x, s])
 

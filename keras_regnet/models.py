@@ -119,7 +119,7 @@ def RegNet(
         x = layers.Dense(
             classes,
             activation=classifier_activation,
-            kernel_initializer=regnet_layers.DENSE_INITIALIZER,
+            kernel_initializer=regnet_layers.dense_initializer(),
             # Under a mixed-precision policy keep the classifier (and softmax)
             # in float32, as the Keras mixed-precision guide recommends.
             dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,

@@ -89,6 +89,10 @@ def test_initialisation_matches_pycls():
     assert np.all(bn.gamma.numpy() == 1) and not bn.beta.numpy().any()
     se = keras_regnet.RegNetY200MF().get_layer("s1_b1_se_reduce")
     assert not se.bias.numpy().any()
+    # Every layer draws its own weights (a shared Keras initializer repeats them).
+    same_shape = [model.get_layer(f"s3_b{i}_a_conv").kernel.numpy() for i in (2, 3, 4)]
+    assert not np.array_equal(same_shape[0], same_shape[1]) and not np.array_equal(same_shape[1], same_shape[2])
+    assert abs(np.corrcoef(same_shape[0].ravel(), same_shape[1].ravel())[0, 1]) < 0.05
 
 
 @pytest.mark.parametrize("size", [32, 64, 97, 224])
