@@ -228,6 +228,13 @@ def main(argv=None) -> int:
     except (ValueError, FileExistsError) as e:
         print(f"keras-regnet: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # DownloadError (offline, HTTP error, checksum) and the like: no traceback
+        from keras_regnet.download import DownloadError
+
+        if not isinstance(e, DownloadError):
+            raise
+        print(f"keras-regnet: error: {e}", file=sys.stderr)
+        return 1
 
 
 def _run(args, parser) -> int:

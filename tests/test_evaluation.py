@@ -178,3 +178,17 @@ def test_jpeg_decode_in_folder_matches_pillow(tmp_path):
     (image, label), = list(data.dataset.as_numpy_iterator())
     assert label[0] == 0 and data.num_images == 1
     np.testing.assert_allclose(image[0], pycls_eval(pixels), atol=0.02)
+
+
+def test_cli_evaluate_offline_weights_error_is_a_message(tmp_path, monkeypatch, capsys):
+    from keras_regnet import download
+
+    def offline(url, dest, **kwargs):
+        raise download.DownloadError(f"Could not download {url} (no network). Place the file at {dest}.")
+
+    monkeypatch.setattr(download, "fetch", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no cached weights
+    write_image(tmp_path / "data" / "n01440764" / "a.jpg", (1, 2, 3))
+    assert main(["evaluate", "--model", "RegNetX-200MF", "--data", str(tmp_path / "data")]) == 1
+    err = capsys.readouterr().err
+    assert "keras-regnet: error: Could not download https://" in err and "Traceback" not in err
