@@ -279,15 +279,29 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
-def window_stats(seconds, images_per_window):
-    rates = [images_per_window / s for s in seconds]
+def timed_windows(run_window, sync, windows, batch, steps_per_window):
+    """Images/s over ``windows`` calls of ``run_window()``, each fenced by ``sync()`` (median, min, max)."""
+    seconds = []
+    for _ in range(windows):
+        sync()
+        start = time.perf_counter()
+        run_window()
+        sync()
+        seconds.append(time.perf_counter() - start)
+    rates = [batch * steps_per_window / s for s in seconds]
     return {
         "images_per_s": statistics.median(rates),
         "images_per_s_min": min(rates),
         "images_per_s_max": max(rates),
-        "ms_per_step": None,
+        "ms_per_step": 1000 * batch / statistics.median(rates),
         "window_s": seconds,
     }
+
+
+def loss_status(loss_last):
+    """``ok`` unless the last training loss is not finite."""
+    finite = math.isfinite(loss_last)
+    return {"status": "ok" if finite else "failed", "reason": None if finite else f"loss {loss_last}"}
 
 
 # ------------------------------------------------------------------ throughput
@@ -422,27 +436,27 @@ def worker_keras_throughput(spec):
     )
     step = model.train_function  # fit's jitted step (state donated), called as fit calls it
     t0 = time.perf_counter()
+    logs = None
     for _ in range(spec["warmup_steps"]):
         logs, state = step(state, batches)
     jax.block_until_ready(state)
     warmup_s = time.perf_counter() - t0
     loss_first = float(logs["loss"]) if spec["warmup_steps"] else None
-    seconds = []
-    for _ in range(spec["windows"]):
-        start = time.perf_counter()
+    carry = {"logs": logs, "state": state}
+
+    def run_window():
         for _ in range(spec["steps_per_window"]):
-            logs, state = step(state, batches)
-        jax.block_until_ready((logs, state))
-        seconds.append(time.perf_counter() - start)
-    loss_last = float(logs["loss"])
-    stats = window_stats(seconds, b * spec["steps_per_window"])
-    stats["ms_per_step"] = 1000 * b / stats["images_per_s"]
+            carry["logs"], carry["state"] = step(carry["state"], batches)
+
+    stats = timed_windows(
+        run_window, lambda: jax.block_until_ready((carry["logs"], carry["state"])), spec["windows"], b, spec["steps_per_window"]
+    )
+    loss_last = float(carry["logs"]["loss"])
     import jaxlib
 
     return dict(
         stats,
-        status="ok" if math.isfinite(loss_last) else "failed",
-        reason=None if math.isfinite(loss_last) else f"loss {loss_last}",
+        **loss_status(loss_last),
         model_name=spec["model"],
         params_trainable=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
         device=getattr(device, "device_kind", str(device)),
@@ -518,23 +532,19 @@ def worker_torch_throughput(spec):
         loss = step()
     sync()
     warmup_s = time.perf_counter() - t0
-    seconds = []
-    for _ in range(spec["windows"]):
-        sync()
-        start = time.perf_counter()
+    last = {"loss": loss}
+
+    def run_window():
         for _ in range(spec["steps_per_window"]):
-            loss = step()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    loss_last = float(loss.detach())
-    stats = window_stats(seconds, b * spec["steps_per_window"])
-    stats["ms_per_step"] = 1000 * b / stats["images_per_s"]
+            last["loss"] = step()
+
+    stats = timed_windows(run_window, sync, spec["windows"], b, spec["steps_per_window"])
+    loss_last = float(last["loss"].detach())
     import torchvision  # noqa: F401  (version only; timm needs it anyway)
 
     return dict(
         stats,
-        status="ok" if math.isfinite(loss_last) else "failed",
-        reason=None if math.isfinite(loss_last) else f"loss {loss_last}",
+        **loss_status(loss_last),
         model_name=f"timm {spec['timm_model']}",
         params_trainable=int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         device=torch.cuda.get_device_name(0) if cuda else "cpu",
