@@ -1,4 +1,4 @@
-"""Training callbacks: atomic checkpoints, curves as a picture, a clear stop on NaN."""
+"""Training callbacks: backups at epoch ends, atomic checkpoints, curves as a picture, a clear stop on NaN."""
 
 from __future__ import annotations
 
@@ -15,6 +15,21 @@ from keras_regnet.plotting import save_figure
 def _atomic_save(model, path):
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that also backs up at every epoch end.
+
+    With an integer ``save_freq`` (mid-epoch backups) Keras 3.15 saves only
+    every ``save_freq`` batches, so the last backup of an epoch still says
+    "in epoch N" and a run killed just after epoch N ended repeats all of it.
+    Backing up at the epoch end as well records "epoch N done".
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":  # "epoch" already saved in super()
+            self._save_model()
 
 
 class AtomicCheckpoints(keras.callbacks.Callback):

@@ -453,7 +453,7 @@ def train(
         csv_path = os.path.join(output_dir, "log.csv")
         nan_stop = cb.StopOnNaN()
         callbacks = [
-            keras.callbacks.BackupAndRestore(
+            cb.BackupAndRestore(
                 os.path.join(output_dir, "backup"), save_freq=backup_every_steps or "epoch", double_checkpoint=True
             ),
             nan_stop,

@@ -133,6 +133,27 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
         train("RegNetX-200MF", output_dir=str(tmp_path), recipe=recipe, verbose=0)
 
 
+def test_mid_epoch_backups_also_record_finished_epochs(tmp_path):
+    """With save_freq=N steps Keras alone leaves "epoch 0" as the last backup of epoch 0."""
+    from keras_regnet.callbacks import BackupAndRestore
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((8, 3), "float32"), np.zeros((8, 2), "float32")
+    metadata = tmp_path / "backup" / "training_metadata.json"
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):  # a "kill" before any step of epoch 1 backs up
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    for backup_class, expected in ((keras.callbacks.BackupAndRestore, 0), (BackupAndRestore, 1)):
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, batch_size=2, epochs=3, verbose=0,
+                      callbacks=[backup_class(str(tmp_path / "backup"), save_freq=3), StopAfterFirstEpoch()])
+        assert json.loads(metadata.read_text())["epoch"] == expected  # epochs to skip on restart
+        metadata.unlink()
+
+
 def test_killed_run_resumes_with_the_same_command(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "keras_regnet.cli", "train", "--model", "RegNetX-200MF", "--epochs", "3",
