@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, Union
 
-from keras_regnet.config import RegNetConfig, se_width
+from keras_regnet.config import RegNetConfig, check_int, se_width
 from keras_regnet.zoo import lookup
 
 
@@ -68,10 +68,8 @@ def complexity(
         models at 224 px these equal the pycls model-zoo numbers exactly.
     """
     cfg = name_or_config if isinstance(name_or_config, RegNetConfig) else lookup(name_or_config).config
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution must be a positive integer; got resolution={resolution!r}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got num_classes={num_classes!r}.")
+    check_int("resolution", resolution)
+    check_int("num_classes", num_classes)
     cx = _Counter(resolution)
     cx.conv(3, cfg.stem_width, 3, stride=cfg.stem_stride)
     cx.batchnorm(cfg.stem_width)

@@ -61,7 +61,7 @@ class RegNetConfig:
     stem_stride: int = 2
 
     def __post_init__(self):
-        _check_int("depth", self.depth, minimum=1)
+        check_int("depth", self.depth)
         if (
             isinstance(self.w0, bool)
             or not isinstance(self.w0, (int, np.integer))
@@ -77,7 +77,7 @@ class RegNetConfig:
         _check_number("wm", self.wm)
         if self.wm <= 1:
             raise ValueError(f"wm must be > 1; got wm={self.wm}.")
-        _check_int("group_width", self.group_width, minimum=1)
+        check_int("group_width", self.group_width)
         _check_number("bottleneck_ratio", self.bottleneck_ratio)
         if self.bottleneck_ratio <= 0:
             raise ValueError(
@@ -89,7 +89,7 @@ class RegNetConfig:
                 raise ValueError(
                     f"se_ratio must be None or in [0, 1]; got se_ratio={self.se_ratio}."
                 )
-        _check_int("stem_width", self.stem_width, minimum=1)
+        check_int("stem_width", self.stem_width)
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2; got stem_stride={self.stem_stride!r}.")
 
@@ -189,11 +189,20 @@ def _stages(cfg: RegNetConfig) -> Tuple[StageSpec, ...]:
     )
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {name}={value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {name}={value}.")
+def check_int(name, value, minimum=1, maximum=None):
+    """Raise a ValueError naming ``name`` unless ``value`` is an integer (not a bool) in [minimum, maximum].
+
+    The one integer-argument check of the package, so every function words
+    the error the same way.
+    """
+    valid = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    if not valid or value < minimum or (maximum is not None and value > maximum):
+        if maximum is not None:
+            allowed = f"an integer in [{minimum}, {maximum}]"
+        else:
+            allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {allowed}; got {name}={value!r}.")
+    return value
 
 
 def _check_number(name, value):

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_regnet.atomic import write_text
+from keras_regnet.config import check_int
 
 
 @dataclasses.dataclass
@@ -74,10 +75,9 @@ def open_eval_data(
 
     if not isinstance(data, str) or not data:
         raise ValueError(f"data must be a TensorFlow Datasets name or a directory; got data={data!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got batch_size={batch_size!r}.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be None or a positive integer; got limit={limit!r}.")
+    check_int("batch_size", batch_size)
+    if limit is not None:
+        check_int("limit", limit)
     if os.path.isdir(data):
         root = next((os.path.join(data, s) for s in ("val", "validation") if os.path.isdir(os.path.join(data, s))), data)
         classes = ip.subfolders(root)

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import keras
 
 from keras_regnet.atomic import atomic_path, current_umask
+from keras_regnet.config import check_int
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -162,8 +163,7 @@ def saved_model_module(model: keras.Model, top_k: int = 5, class_names: Optional
     class_names = list(class_names) if class_names is not None else _default_class_names(model)
     if len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} entries; the model has {num_classes} classes.")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
-        raise ValueError(f"top_k must be an integer in [1, {num_classes}]; got top_k={top_k!r}.")
+    check_int("top_k", top_k, maximum=num_classes)
     size = image_size or model.input.shape[1] or 224
     probabilities = _output_is_probabilities(model)
     names = tf.constant(class_names)
@@ -274,8 +274,7 @@ def export_onnx(model: keras.Model, path: str, opset: int = DEFAULT_ONNX_OPSET, 
     tf = _require_tensorflow("ONNX export")
     _check_model(model)
     output_path("onnx", path, overwrite=overwrite)
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
-        raise ValueError(f"opset must be an integer >= 13; got opset={opset!r}.")
+    check_int("opset", opset, minimum=13)
     try:
         import tf2onnx
     except ImportError as e:

@@ -17,7 +17,7 @@ from keras import layers
 
 from keras_regnet import layers as regnet_layers
 from keras_regnet import weights as weights_lib
-from keras_regnet.config import RegNetConfig
+from keras_regnet.config import RegNetConfig, check_int
 from keras_regnet.preprocessing import preprocessing_layer
 from keras_regnet.zoo import function_name, lookup, published_models
 
@@ -93,8 +93,8 @@ def RegNet(
         raise ValueError(f"include_top must be True or False; got include_top={include_top!r}.")
     if pooling not in POOLING_CHOICES:
         raise ValueError(f"pooling must be one of None, 'avg', 'max'; got pooling={pooling!r}.")
-    if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
-        raise ValueError(f"classes must be a positive integer; got classes={classes!r}.")
+    if include_top:
+        check_int("classes", classes)
     if include_top and classifier_activation is not None:
         try:
             keras.activations.get(classifier_activation)

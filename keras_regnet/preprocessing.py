@@ -16,6 +16,8 @@ from typing import List, Tuple
 import numpy as np
 from keras import layers
 
+from keras_regnet.config import check_int
+
 # pycls / torchvision ImageNet statistics on [0, 1] RGB pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,8 +91,7 @@ def decode_predictions(preds, top=5):
         raise ValueError(
             f"decode_predictions expects a batch of ImageNet predictions, shape (samples, 1000); got shape {preds.shape}."
         )
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 1000:
-        raise ValueError(f"top must be an integer in [1, 1000]; got top={top!r}.")
+    check_int("top", top, maximum=1000)
     classes = imagenet_classes()
     results = []
     for row in preds:

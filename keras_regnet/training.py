@@ -26,7 +26,7 @@ import keras
 from keras import ops
 
 from keras_regnet.atomic import write_text
-from keras_regnet.config import RegNetConfig
+from keras_regnet.config import RegNetConfig, check_int
 from keras_regnet.zoo import lookup
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -75,16 +75,13 @@ class Recipe:
     randaugment: float = 0.0
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {name}={value!r}.")
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got optimizer={self.optimizer!r}.")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32; got image_size={self.image_size}.")
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be an integer >= 0; got warmup_epochs={self.warmup_epochs!r}.")
+        check_int("warmup_epochs", self.warmup_epochs, minimum=0)
         for name in ("weight_decay", "label_smoothing", "pca_lighting", "mixup", "cutmix", "randaugment", "min_lr"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {name}={getattr(self, name)}.")
