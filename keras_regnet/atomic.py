@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file beside the target, renamed into place.
+"""Atomic writes: a temporary file (or directory) beside the target, renamed into place.
 
 A reader (or a run restarted after ``kill -9``) sees either the old file or
 the complete new one, never half of one.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -30,6 +31,34 @@ def atomic_path(path: str, suffix: str = ""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str, overwrite: bool):
+    """Yield a temporary directory beside ``path``; on success it becomes ``path``.
+
+    The directory twin of :func:`atomic_path`.  The temporary name starts
+    with a dot and is not a number, so TF Serving, which loads numeric version
+    directories only, never sees a partial export.  An existing ``path`` is
+    replaced only with ``overwrite``.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a server running as another user must read it
+        if os.path.exists(path):
+            if not overwrite:  # appeared while we were writing
+                raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+            old = tmp + ".old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def current_umask() -> int:

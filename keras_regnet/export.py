@@ -21,13 +21,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import tempfile
 from typing import Optional, Sequence
 
 import keras
 
-from keras_regnet.atomic import atomic_path, current_umask
+from keras_regnet.atomic import atomic_directory, atomic_path
 from keras_regnet.config import check_int
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -83,32 +82,6 @@ def _default_class_names(model):
 
         return [name for _, name in imagenet_classes()]
     return [str(i) for i in range(num_classes)]
-
-
-@contextlib.contextmanager
-def _atomic_directory(path: str, overwrite: bool):
-    """Yield a temporary directory beside ``path``; on success it becomes ``path``.
-
-    The temporary name starts with a dot and is not a number, so TF Serving,
-    which loads numeric version directories only, never sees a partial export.
-    """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a server running as another user must read it
-        if os.path.exists(path):
-            if not overwrite:  # appeared while we were writing
-                raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
-            old = tmp + ".old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _next_version(model_dir: str) -> int:
@@ -218,7 +191,7 @@ def export_saved_model(
     """
     path = output_path("saved_model", model_dir, version, overwrite)
     archive = saved_model_module(model, top_k=top_k, class_names=class_names)
-    with _atomic_directory(path, overwrite) as tmp:
+    with atomic_directory(path, overwrite) as tmp:
         archive.write_out(tmp, verbose=False)
     return path
 
