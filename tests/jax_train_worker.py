@@ -9,18 +9,7 @@ tensorflow fails, so a run that completes proves the data path is TF-free.
 import json
 import sys
 
-
-
-class _NoTensorFlow:
-    """A meta-path finder that makes every tensorflow import fail."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ImportError(f"{name} is blocked: this run must not need TensorFlow")
-        return None
-
-
-sys.meta_path.insert(0, _NoTensorFlow())
+import no_tensorflow  # noqa: F401  (first: blocks tensorflow; tests/ is this script's sys.path[0])
 
 import keras  # noqa: E402
 
