@@ -41,6 +41,7 @@ from keras_regnet.models import (
     feature_extractor,
     get_model,
 )
+from keras_regnet.errors import InvalidFileError, UnsafeFileError
 from keras_regnet.preprocessing import decode_predictions, preprocess_input
 from keras_regnet.zoo import list_models, published_models
 
@@ -73,7 +74,9 @@ __all__ = [
     "RegNetY6_4GF",
     "RegNetY800MF",
     "RegNetY8_0GF",
+    "InvalidFileError",
     "StageSpec",
+    "UnsafeFileError",
     "complexity",
     "decode_predictions",
     "feature_extractor",

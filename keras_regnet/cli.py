@@ -126,6 +126,7 @@ def format_zoo_markdown(rows) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="keras-regnet", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_zoo = sub.add_parser("zoo", help="check the 24 published models against pycls's table")
@@ -221,20 +222,36 @@ def main(argv=None) -> int:
     p_exp.add_argument("--quantization", choices=["float16", "dynamic_int8"], help="tflite: weight quantization")
     p_exp.add_argument("--opset", type=int, help="onnx: opset version")
 
+    for subparser in sub.choices.values():  # --debug also after the subcommand
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the Python traceback of an error")
     args = parser.parse_args(argv)
     args.command_line = "keras-regnet " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         return _run(args, parser)
-    except (ValueError, FileExistsError) as e:
-        print(f"keras-regnet: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # DownloadError (offline, HTTP error, checksum) and the like: no traceback
-        from keras_regnet.download import DownloadError
-
-        if not isinstance(e, DownloadError):
+    except KeyboardInterrupt:
+        print("keras-regnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line for the user; the traceback with --debug
+        if args.debug:
             raise
-        print(f"keras-regnet: error: {e}", file=sys.stderr)
-        return 1
+        print(f"keras-regnet: error: {describe_error(e)}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+
+
+EXPECTED_ERRORS = (ValueError, OSError, LookupError)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an exception: its message, or what the OS said about which file."""
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, FileExistsError):
+        where = f": {e.filename}" if e.filename else ""
+        text = f"{e.strerror}{where}"
+    else:
+        text = str(e).strip() or type(e).__name__
+    text = " ".join(text.splitlines()[0].split()) if text.splitlines() else text
+    if not isinstance(e, EXPECTED_ERRORS):
+        text = f"{text} ({type(e).__name__}; run again with --debug for the traceback)"
+    return text
 
 
 def _run(args, parser) -> int:
@@ -258,12 +275,12 @@ def _run(args, parser) -> int:
 
     if args.command == "convert":
         from keras_regnet.models import get_model
-        from keras_regnet.weights import _file_source, detect_format, save_weights_atomic
+        from keras_regnet.weights import detect_format, file_source, save_weights_atomic
 
         if not args.dst.endswith(".weights.h5"):
             raise ValueError(f"dst must end in '.weights.h5' (Keras's weights format); got dst={args.dst!r}.")
         model = get_model(args.model, weights=args.src, include_top=not args.no_top)
-        save_weights_atomic(model, args.dst, source=_file_source(args.src, detect_format(args.src)))
+        save_weights_atomic(model, args.dst, source=file_source(args.src, detect_format(args.src)))
         print(f"wrote {args.dst} ({model.name}, {model.count_params():,} parameters)")
         return 0
 

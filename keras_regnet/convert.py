@@ -13,6 +13,7 @@ networks see BGR, ours (and torchvision's) see RGB.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Dict, Mapping
 
@@ -199,11 +200,19 @@ def read_tf_keras_h5(path) -> Dict[str, list]:
         return v.decode() if isinstance(v, bytes) else str(v)
 
     out = {}
+    file_size = os.path.getsize(path)
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
         for layer in root.attrs["layer_names"]:
             group = root[text(layer)]
             names = [text(n) for n in group.attrs.get("weight_names", [])]
+            for n in names:
+                # Checked before reading: an HDF5 dataset can declare any shape in a few bytes.
+                dataset = group[n]
+                if not isinstance(dataset, h5py.Dataset) or dataset.dtype.kind != "f":
+                    raise ValueError(f"{path!r}: weight {n!r} is not a floating-point array.")
+                if dataset.nbytes > file_size:
+                    raise ValueError(f"{path!r}: weight {n!r} declares shape {dataset.shape}, more than the file holds.")
             if names:
                 out[text(layer)] = [np.asarray(group[n]) for n in names]
     return out

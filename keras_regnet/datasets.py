@@ -18,18 +18,36 @@ from importlib import resources
 
 import numpy as np
 
+from keras_regnet.errors import InvalidFileError
+from keras_regnet.safe_io import load_npz
+
 SPLITS = ("train", "validation", "all")
 
 
-def decode_jpegs(jpeg: np.ndarray, offsets: np.ndarray, indices) -> np.ndarray:
-    """Decode images ``indices`` of a concatenated-JPEG array to uint8 RGB (N, H, W, 3)."""
+def decode_jpegs(jpeg: np.ndarray, offsets: np.ndarray, indices, source="<arrays>") -> np.ndarray:
+    """Decode images ``indices`` of a concatenated-JPEG array to uint8 RGB (N, H, W, 3).
+
+    Raises:
+        InvalidFileError: an image of ``source`` does not decode (Pillow's
+            decompression-bomb limit included).
+    """
     from PIL import Image
 
     images = []
     for i in indices:
         data = jpeg[offsets[i] : offsets[i + 1]].tobytes()
-        images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        try:
+            images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad images
+            raise InvalidFileError(source, f"image {i} does not decode ({type(e).__name__}: {e})") from None
     return np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def _check_offsets(path, jpeg, offsets, labels) -> None:
+    if offsets.ndim != 1 or len(offsets) != len(labels) + 1 or offsets.dtype.kind not in "iu":
+        raise InvalidFileError(path, f"has {len(offsets)} offsets for {len(labels)} labels; expected one more offset than labels")
+    if len(offsets) and (offsets[0] < 0 or np.any(np.diff(offsets) < 0) or offsets[-1] > len(jpeg)):
+        raise InvalidFileError(path, "has offsets that are not increasing or run past the end of the JPEG bytes")
 
 
 def _check_split(split):
@@ -40,9 +58,10 @@ def _check_split(split):
 def load_embedded_cifar10(split: str = "train"):
     """The embedded CIFAR-10 subset: ``(images uint8 NHWC, labels int64, class_names)``."""
     _check_split(split)
-    with resources.files("keras_regnet").joinpath("data/cifar10_subset.npz").open("rb") as f:
-        d = np.load(f)
-        jpeg, offsets, labels, classes = d["jpeg"], d["offsets"], d["labels"], d["classes"]
+    with resources.as_file(resources.files("keras_regnet").joinpath("data/cifar10_subset.npz")) as path:
+        d = load_npz(path, ["jpeg", "offsets", "labels", "classes"])
+    jpeg, offsets, labels, classes = d["jpeg"], d["offsets"], d["labels"], d["classes"]
+    _check_offsets("embedded CIFAR-10 subset", jpeg, offsets, labels)
     # Within each class, the last 100 images (source order) are validation.
     rank = np.zeros(len(labels), int)
     for c in range(len(classes)):
@@ -57,7 +76,7 @@ def load_embedded_cifar10(split: str = "train"):
 def load_cifar10_jpeg_npz(path: str, split: str = "train", validation_size: int = 5000, seed: int = 0, limit=None):
     """CIFAR-10 from a JPEG npz; ``validation`` is a fixed random hold-out of the training set."""
     _check_split(split)
-    d = np.load(path)
+    d = load_npz(path, ["train_jpeg", "train_offsets", "train_labels", "classes"])
     labels = d["train_labels"]
     if not 0 <= validation_size < len(labels):
         raise ValueError(f"validation_size must be in [0, {len(labels)}); got validation_size={validation_size}.")
@@ -65,4 +84,6 @@ def load_cifar10_jpeg_npz(path: str, split: str = "train", validation_size: int 
     idx = {"train": order[validation_size:], "validation": order[:validation_size], "all": np.arange(len(labels))}[split]
     if limit is not None:
         idx = idx[:limit]
-    return decode_jpegs(d["train_jpeg"], d["train_offsets"], idx), labels[idx].astype(np.int64), [str(c) for c in d["classes"]]
+    _check_offsets(path, d["train_jpeg"], d["train_offsets"], labels)
+    images = decode_jpegs(d["train_jpeg"], d["train_offsets"], idx, source=path)
+    return images, labels[idx].astype(np.int64), [str(c) for c in d["classes"]]

@@ -1,16 +1,25 @@
-"""Atomic, checksummed downloads with a progress bar, and the cache location."""
+"""Atomic, checksummed downloads with a progress bar and deadlines, and the cache location.
+
+Two limits keep a slow or stalled server from hanging a program:
+``KERAS_REGNET_DOWNLOAD_TIMEOUT`` (seconds without any data, default 60)
+and ``KERAS_REGNET_DOWNLOAD_DEADLINE`` (seconds for the whole download,
+default 3600); arguments of :func:`fetch` override them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
 import os
+import time
 import urllib.error
 import urllib.request
 
 from keras_regnet.atomic import atomic_path
 
 CHUNK = 1 << 20
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_DEADLINE = 3600.0
 
 
 class DownloadError(OSError):
@@ -33,6 +42,19 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+def _seconds_from_env(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds; got {name}={text!r}.")
+    return value
+
+
 def checksum_problem(hexdigest: str, sha256: str | None, sha256_prefix: str | None) -> str | None:
     """Why ``hexdigest`` fails the expected checksum, or ``None`` if it passes."""
     if sha256 is not None and hexdigest != sha256.lower():
@@ -48,7 +70,9 @@ def fetch(
     sha256: str | None = None,
     sha256_prefix: str | None = None,
     progress: bool = True,
-    timeout: float = 60,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    manual_path: str | None = None,
 ) -> str:
     """Download ``url`` to ``dest`` atomically and return ``dest``.
 
@@ -58,31 +82,32 @@ def fetch(
     digest starts with it, as torch.hub checks the hash in a file name).  On any failure the
     temporary file is removed and ``dest`` is left as it was.
 
+    ``timeout``: seconds without data before giving up (a stalled server);
+    ``deadline``: seconds for the whole download (a server that trickles).
+    ``manual_path``: where an offline user should place the file by hand
+    (default ``dest``), named in the error when the network is unreachable.
+
     Raises:
         DownloadError: naming the URL and what went wrong; for network
             errors, also where to place the file by hand.
     """
     import keras
 
+    timeout = timeout or _seconds_from_env("KERAS_REGNET_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT)
+    deadline = deadline or _seconds_from_env("KERAS_REGNET_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE)
+    give_up_at = time.monotonic() + deadline
     digest = hashlib.sha256()
     with atomic_path(dest, suffix=".part") as tmp:
-        try:
-            response = urllib.request.urlopen(url, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            raise DownloadError(f"Downloading {url} failed: HTTP {e.code} {e.reason}.") from e
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise DownloadError(
-                f"Could not download {url} ({reason}). If this machine is offline, download "
-                f"the file elsewhere and place it at {dest}, then call again."
-            ) from e
+        response = _open(url, manual_path or dest, timeout)
         with response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             bar = keras.utils.Progbar(total, unit_name="B") if progress else None
             received = 0
             while True:
                 try:
-                    block = response.read(CHUNK)
+                    block = response.read1(CHUNK)  # returns what one receive brings: the deadline is checked often
+                except TimeoutError as e:
+                    raise DownloadError(f"Downloading {url} stalled: no data for {timeout:g} s.") from e
                 except (OSError, http.client.HTTPException) as e:
                     raise DownloadError(f"Downloading {url} was interrupted: {e!r}.") from e
                 if not block:
@@ -92,6 +117,11 @@ def fetch(
                 received += len(block)
                 if bar is not None:
                     bar.update(received)
+                if time.monotonic() > give_up_at:
+                    raise DownloadError(
+                        f"Downloading {url} did not finish within {deadline:g} s ({received:,} bytes received); "
+                        "set KERAS_REGNET_DOWNLOAD_DEADLINE to allow longer."
+                    )
         if total is not None and received != total:
             raise DownloadError(f"Downloading {url} was truncated: got {received} of {total} bytes.")
         problem = checksum_problem(digest.hexdigest(), sha256, sha256_prefix)
@@ -101,3 +131,18 @@ def fetch(
                 "corrupt or replaced upstream."
             )
     return dest
+
+
+def _open(url: str, dest: str, timeout: float):
+    try:
+        return urllib.request.urlopen(url, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"Downloading {url} failed: HTTP {e.code} {e.reason}.") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+            raise DownloadError(f"Downloading {url} failed: the server sent no response within {timeout:g} s.") from e
+        raise DownloadError(
+            f"Could not download {url} ({reason}). If this machine is offline, download "
+            f"the file elsewhere and place it at {dest}, then call again."
+        ) from e

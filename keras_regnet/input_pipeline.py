@@ -217,9 +217,18 @@ def list_class_folder(root, classes):
     return files, labels
 
 
+# What tf.io.decode_image reads: JPEG, PNG, GIF, BMP.
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
 def decode_files(files, labels):
     def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        raw = tf.io.read_file(path)
+        is_image = tf.reduce_any([tf.strings.substr(raw, 0, len(s)) == s for s in IMAGE_SIGNATURES])
+        # TensorFlow's own decode error does not say which file: name it.
+        check = tf.debugging.Assert(is_image, ["not a JPEG, PNG, GIF or BMP image:", path])
+        with tf.control_dependencies([check]):
+            image = tf.io.decode_image(raw, channels=3, expand_animations=False)
         return image, label
 
     ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, np.int64)))

@@ -207,7 +207,9 @@ def model_from_argument(model, weights=None, **kwargs):
     if model.endswith(".keras"):
         if not os.path.isfile(model):
             raise ValueError(f"model={model!r}: no such .keras file.")
-        loaded = keras.models.load_model(model, compile=False)
+        from keras_regnet.safe_io import load_keras_model
+
+        loaded = load_keras_model(model)
         return loaded, loaded.name, model
     return get_model(model, weights=weights, **kwargs), model, str(weights)
 

@@ -19,10 +19,19 @@
 
 Sources and checksums are in ``data/weights_manifest.json``.  A source's
 *variant* (padding and preprocessing) decides how the model is built.
+
+Every file is read as untrusted (see docs/weights.md, "Threat model"): a
+file given as ``weights=`` is read and checked before the model is built,
+and anything wrong with it raises :class:`~keras_regnet.errors.InvalidFileError`
+naming the file.  Downloads are checked against the published SHA-256 where
+one exists; where none does, the hash recorded at the first download
+(``<file>.sha256`` beside it, trust on first use) is checked on every later
+use, and converted cache entries carry the hash of the file they came from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -32,16 +41,20 @@ from importlib import resources
 from typing import Optional
 
 import h5py
+import numpy as np
 
 from keras_regnet import download, torch_checkpoint
-from keras_regnet.atomic import atomic_path
+from keras_regnet.atomic import atomic_path, write_text
 from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
+from keras_regnet.errors import InvalidFileError
 
 IMAGENET = "imagenet"
 DEFAULT_SOURCE = "pycls"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Attribute of our .weights.h5 files naming the source variant they need.
 VARIANT_ATTR = "keras_regnet_variant"
+# Attribute of converted cache entries: SHA-256 of the file they were converted from.
+SOURCE_SHA256_ATTR = "keras_regnet_source_sha256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +82,8 @@ class WeightsSpec:
     path: Optional[str] = None  # for "file"
     file_format: Optional[str] = None  # for "file": detect_format(path)
     model_name: Optional[str] = None  # paper name of the published model, if any
+    # for a "torch" file: its state dict, read and checked before the model is built
+    state: Optional[dict] = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def variant_of(spec: Optional[WeightsSpec]) -> Variant:
@@ -129,109 +144,203 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
             f"weights file; no file at weights={weights!r}."
         )
     fmt = detect_format(weights)
-    return WeightsSpec("file", source=_file_source(weights, fmt), path=weights, file_format=fmt)
+    state = read_torch_state(weights) if fmt == "torch" else None
+    return WeightsSpec("file", source=file_source(weights, fmt), path=weights, file_format=fmt, state=state)
 
 
-def _file_source(path: str, fmt: str) -> str:
+def file_source(path: str, fmt: str) -> str:
     """Which source variant a weights file of format ``fmt`` needs, from its content."""
     if fmt == "tf-keras-h5":
         return "tf-keras"
     if fmt == "keras":
-        with h5py.File(path, "r") as f:
-            source = f.attrs.get(VARIANT_ATTR, DEFAULT_SOURCE)
+        with _reading(path):
+            with h5py.File(path, "r") as f:
+                source = f.attrs.get(VARIANT_ATTR, DEFAULT_SOURCE)
         source = source.decode() if isinstance(source, bytes) else str(source)
         if source not in VARIANTS:
-            raise ValueError(f"weights={path!r} names an unknown variant {source!r}.")
+            raise InvalidFileError(path, f"names an unknown variant {source!r} (known: {', '.join(sorted(VARIANTS))}).")
         return source
     return "pycls"
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn any failure while reading ``path`` into :class:`InvalidFileError` naming it."""
+    try:
+        yield
+    except InvalidFileError:
+        raise
+    except MemoryError:
+        raise InvalidFileError(path, "declares more data than fits in memory") from None
+    except Exception as e:  # noqa: BLE001 - h5py, numpy and Keras raise many types for damaged files
+        raise InvalidFileError(path, str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}") from e
+
+
+def read_torch_state(path: str) -> dict:
+    """The state dict of a PyTorch checkpoint, read safely and checked: names to float arrays."""
+    checkpoint = torch_checkpoint.load(path)
+    state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise InvalidFileError(path, "is a PyTorch file but holds no state dict.")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise InvalidFileError(path, f"has a state-dict key {key!r} that is not a string.")
+        if not isinstance(value, np.ndarray):
+            raise InvalidFileError(path, f"parameter {key!r} is a {type(value).__name__}, not a tensor.")
+        if value.dtype.kind != "f" and not key.endswith("num_batches_tracked"):
+            raise InvalidFileError(path, f"parameter {key!r} has dtype {value.dtype}; RegNet parameters are floating point.")
+    if naming_of(state) is None:
+        raise InvalidFileError(
+            path, f"is a PyTorch checkpoint but not a pycls or torchvision RegNet state dict (first key {next(iter(state))!r})."
+        )
+    return state
 
 
 def load(model, spec: WeightsSpec, progress: bool = True) -> None:
     """Load the weights ``spec`` describes into ``model``."""
     if spec.kind == "file":
-        load_file(model, spec.path, spec.file_format)
+        load_file(model, spec.path, spec.file_format, state=spec.state)
         return
     include_top = _has_top(model)
     entry = manifest()[spec.model_name][spec.source]
     from keras_regnet.zoo import function_name
 
+    # tf-keras publishes separate files without the classifier.
+    suffix = "" if include_top or "url_notop" not in entry else "_notop"
+    url, sha256, prefix = entry["url" + suffix], entry["sha256" + suffix], entry.get("sha256_prefix")
+    raw = os.path.join(download.cache_dir(), os.path.basename(url))
+    trusted = sha256 or recorded_sha256(raw)
     cached = os.path.join(
         download.cache_dir(),
         f"{function_name(spec.model_name)}_{spec.source}{'' if include_top else '_notop'}.weights.h5",
     )
     if os.path.isfile(cached):
-        load_file(model, cached)
-        return
-    # tf-keras publishes separate files without the classifier.
-    suffix = "" if include_top or "url_notop" not in entry else "_notop"
-    url, sha256 = entry["url" + suffix], entry["sha256" + suffix]
-    raw = os.path.join(download.cache_dir(), os.path.basename(url))
+        converted_from = _converted_from(cached)
+        if converted_from and (trusted is None or converted_from == trusted):
+            load_file(model, cached)
+            return
+        # Converted from another file than the one trusted now (or by an older version): convert again.
     if os.path.isfile(raw):
-        # Placed by hand or kept from an earlier download: verify before use.
-        problem = download.checksum_problem(download.sha256_of(raw), sha256, entry.get("sha256_prefix"))
-        if problem:
-            raise ValueError(
-                f"{raw} does not match the published checksum of {url} ({problem}); "
-                "delete it and call again to re-download."
-            )
+        digest = verify_cached_download(raw, url, sha256, prefix)
+        load_file(model, raw)
+        if trusted is None:
+            record_sha256(raw, digest)
     else:
-        download.fetch(url, raw, sha256=sha256, sha256_prefix=entry.get("sha256_prefix"), progress=progress)
-    load_file(model, raw)
-    save_weights_atomic(model, cached, source=spec.source)
+        with atomic_path(raw, suffix=".part") as tmp:
+            # A re-download must match the hash recorded at the first one, if any.
+            download.fetch(url, tmp, sha256=trusted, sha256_prefix=prefix, progress=progress, manual_path=raw)
+            digest = download.sha256_of(tmp)
+            try:
+                load_file(model, tmp)  # a file that does not load never becomes a cache entry
+            except InvalidFileError as e:
+                raise InvalidFileError(url, f"the downloaded file was refused and not kept: {e.reason}") from None
+        if trusted is None:
+            record_sha256(raw, digest)
+    save_weights_atomic(model, cached, source=spec.source, source_sha256=digest)
 
 
-def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE) -> str:
+def recorded_sha256(path: str) -> Optional[str]:
+    """The SHA-256 recorded beside ``path`` at its first download (``<path>.sha256``), if any."""
+    record = path + ".sha256"
+    if not os.path.isfile(record):
+        return None
+    with open(record) as f:
+        digest = f.read(200).split(" ")[0].strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise InvalidFileError(record, "is not a SHA-256 record; delete it together with the file it describes.")
+    return digest
+
+
+def record_sha256(path: str, digest: str) -> None:
+    """Trust on first use: keep the hash of a download that has no published one (``sha256sum -c`` format)."""
+    write_text(path + ".sha256", f"{digest}  {os.path.basename(path)}\n")
+
+
+def verify_cached_download(raw: str, url: str, sha256: Optional[str], prefix: Optional[str]) -> str:
+    """Check a downloaded (or hand-placed) file before use; its SHA-256.
+
+    Against the published hash where there is one, else against the hash
+    recorded at its first use (the caller records it once the file has loaded).
+    """
+    digest = download.sha256_of(raw)
+    problem = download.checksum_problem(digest, sha256, prefix)
+    if problem:
+        raise InvalidFileError(
+            raw, f"does not match the published checksum of {url} ({problem}); delete it and call again to re-download."
+        )
+    if not sha256:
+        recorded = recorded_sha256(raw)
+        if recorded is not None and recorded != digest:
+            raise InvalidFileError(
+                raw,
+                f"has SHA-256 {digest}, but {recorded} was recorded when it was first downloaded (trust on first "
+                f"use; {url} publishes no checksum): it changed since. Delete it and {raw}.sha256 to download again.",
+            )
+    return digest
+
+
+def _converted_from(cached: str) -> Optional[str]:
+    with _reading(cached):
+        with h5py.File(cached, "r") as f:
+            value = f.attrs.get(SOURCE_SHA256_ATTR)
+    return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
+
+
+def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE, source_sha256: Optional[str] = None) -> str:
     """``model.save_weights`` through a temporary file renamed into place.
 
     ``source`` is recorded in the file so that ``weights=path`` later builds
-    the variant (padding, preprocessing) these weights need.
+    the variant (padding, preprocessing) these weights need;
+    ``source_sha256``, the hash of the file the weights were converted from.
     """
     with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[VARIANT_ATTR] = source
+            if source_sha256:
+                f.attrs[SOURCE_SHA256_ATTR] = source_sha256
     return path
 
 
 def detect_format(path: str) -> str:
-    """``"keras"`` (.weights.h5), ``"tf-keras-h5"``, ``"torch"``; else ``ValueError``."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == HDF5_SIGNATURE:
-        with h5py.File(path, "r") as f:
-            if "layers" in f:
-                return "keras"
-            if "layer_names" in f.attrs or "model_weights" in f:
-                return "tf-keras-h5"
-        raise ValueError(f"weights={path!r} is an HDF5 file but not a Keras weights file.")
-    if head[:2] == b"PK" or head[:2] == b"\x80\x02":
+    """``"keras"`` (.weights.h5), ``"tf-keras-h5"``, ``"torch"``; else :class:`InvalidFileError`."""
+    with _reading(path):
+        with open(path, "rb") as f:
+            head = f.read(torch_checkpoint.HEADER_BYTES)
+        if head[:8] == HDF5_SIGNATURE:
+            with h5py.File(path, "r") as f:
+                if "layers" in f:
+                    return "keras"
+                if "layer_names" in f.attrs or "model_weights" in f:
+                    return "tf-keras-h5"
+            raise InvalidFileError(path, "is an HDF5 file but not a Keras weights file.")
+    if torch_checkpoint.sniff(head):
         return "torch"
-    raise ValueError(
-        f"weights={path!r} is not a recognised weights file: expected a Keras '.weights.h5' "
-        "file, a pycls or torchvision PyTorch checkpoint ('.pyth', '.pth') or a tf-keras '.h5' file."
+    raise InvalidFileError(
+        path,
+        "is not a recognised weights file: expected a Keras '.weights.h5' file, a pycls or torchvision PyTorch "
+        "checkpoint ('.pyth', '.pth') or a tf-keras '.h5' file.",
     )
 
 
-def load_file(model, path: str, fmt: Optional[str] = None) -> None:
-    """Load a weights file of any supported format (detected unless ``fmt`` is given)."""
+def load_file(model, path: str, fmt: Optional[str] = None, state: Optional[dict] = None) -> None:
+    """Load a weights file of any supported format (detected unless ``fmt`` is given).
+
+    ``state``: the file's state dict when already read by :func:`read_torch_state`.
+
+    Raises:
+        InvalidFileError: the file is refused, damaged or does not fit ``model``.
+    """
     fmt = fmt or detect_format(path)
-    if fmt == "keras":
-        check_weights_file(model, path)
-        model.load_weights(path)
-    elif fmt == "torch":
-        checkpoint = torch_checkpoint.load(path)
-        state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict) or not state:
-            raise ValueError(f"weights={path!r} is a PyTorch file but holds no state dict.")
-        naming = naming_of(state)
-        if naming is None:
-            raise ValueError(
-                f"weights={path!r} is a PyTorch checkpoint but not a pycls or torchvision RegNet "
-                f"state dict (first key {next(iter(state))!r})."
-            )
-        set_torch_state(model, state, naming=naming, strict_head=_has_top(model))
-    else:
-        set_tf_keras_weights(model, path, strict_head=_has_top(model))
+    with _reading(path):
+        if fmt == "keras":
+            check_weights_file(model, path)
+            model.load_weights(path)
+        elif fmt == "torch":
+            state = state if state is not None else read_torch_state(path)
+            set_torch_state(model, state, naming=naming_of(state), strict_head=_has_top(model))
+        else:
+            set_tf_keras_weights(model, path, strict_head=_has_top(model))
 
 
 def _has_top(model) -> bool:

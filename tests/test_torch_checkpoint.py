@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_regnet import torch_checkpoint
-from keras_regnet.torch_checkpoint import UnsafeCheckpointError
+from keras_regnet.errors import UnsafeFileError as UnsafeCheckpointError
 
 torch = pytest.importorskip("torch")
 
