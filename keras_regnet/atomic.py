@@ -7,9 +7,13 @@ the complete new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
+
+# Room left beside a file being written, on top of its own size.
+FREE_SPACE_MARGIN = 1 << 20
 
 
 @contextlib.contextmanager
@@ -72,3 +76,18 @@ def write_text(path: str, text: str) -> str:
         with open(tmp, "w") as f:
             f.write(text)
     return path
+
+
+def check_free_space(path: str, nbytes: int) -> None:
+    """Raise ``OSError(ENOSPC)`` naming ``path`` if its file system has no room for ``nbytes``.
+
+    Checked before writers that fail noisily on a full disk (HDF5 prints a
+    traceback for every buffer it cannot flush); a disk that fills up during
+    the write still fails, and :func:`atomic_path` still cleans up.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(directory).free
+    if free < nbytes + FREE_SPACE_MARGIN:
+        raise OSError(
+            errno.ENOSPC, f"No space left on device (writing needs about {nbytes:,} bytes, {free:,} are free)", path
+        )

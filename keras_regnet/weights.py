@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 from importlib import resources
@@ -44,7 +45,7 @@ import h5py
 import numpy as np
 
 from keras_regnet import download, torch_checkpoint
-from keras_regnet.atomic import atomic_path, write_text
+from keras_regnet.atomic import atomic_path, check_free_space, write_text
 from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
 from keras_regnet.errors import InvalidFileError
 
@@ -233,7 +234,7 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
             try:
                 load_file(model, tmp)  # a file that does not load never becomes a cache entry
             except InvalidFileError as e:
-                raise InvalidFileError(url, f"the downloaded file was refused and not kept: {e.reason}") from None
+                raise type(e)(url, f"the downloaded file was refused and not kept: {e.reason}") from None
         if trusted is None:
             record_sha256(raw, digest)
     save_weights_atomic(model, cached, source=spec.source, source_sha256=digest)
@@ -293,6 +294,8 @@ def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE, source_s
     the variant (padding, preprocessing) these weights need;
     ``source_sha256``, the hash of the file the weights were converted from.
     """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    check_free_space(path, sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights))
     with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:

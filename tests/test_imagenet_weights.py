@@ -5,9 +5,7 @@ test makes from a randomised pycls model; the manifest's URL is pointed at it.
 """
 
 import hashlib
-import http.server
 import socket
-import threading
 
 import numpy as np
 import pytest
@@ -15,49 +13,15 @@ import pytest
 import keras_regnet
 from keras_regnet import weights as weights_lib
 from keras_regnet.download import DownloadError
+from loopback import LoopbackServer
 
 pr = pytest.importorskip("pycls_reference")
 NAME = "RegNetX-200MF"
 
 
-class _Server:
-    """Serves ``files`` (path -> bytes); ``truncate`` lies about Content-Length."""
-
-    def __init__(self):
-        self.files, self.requests, self.truncate = {}, [], set()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server naming)
-                server.requests.append(self.path)
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404, "Not Found")
-                    return
-                self.send_response(200)
-                length = len(body) + (1000 if self.path in server.truncate else 0)
-                self.send_header("Content-Length", str(length))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server():
-    s = _Server()
+    s = LoopbackServer()
     yield s
     s.close()
 
