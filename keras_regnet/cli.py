@@ -235,7 +235,7 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         print(f"keras-regnet: error: {describe_error(e)}", file=sys.stderr)
-        return 2 if isinstance(e, ValueError) else 1
+        return 2 if isinstance(e, (ValueError, FileExistsError)) else 1  # 2: refused input, as argparse
 
 
 EXPECTED_ERRORS = (ValueError, OSError, LookupError)

@@ -11,3 +11,13 @@ def _fresh_keras_session():
     """Layer-name uniquification and memory stay per-test."""
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server (tests/loopback.py), closed after the test."""
+    from loopback import LoopbackServer
+
+    s = LoopbackServer()
+    yield s
+    s.close()

@@ -13,7 +13,6 @@ import hostile_files as hf
 import numpy as np
 import pycls_reference as pr
 import pytest
-from loopback import LoopbackServer
 
 import keras_regnet
 from keras_regnet import weights as weights_lib
@@ -22,13 +21,6 @@ from keras_regnet.errors import InvalidFileError, UnsafeFileError
 
 NAME = "RegNetX-200MF"
 FILE = "RegNetX-200MF_dds_8gpu.pyth"
-
-
-@pytest.fixture
-def server():
-    s = LoopbackServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +51,24 @@ def _files(cache):
     return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
 
 
-def test_stalled_server_hits_the_timeout(server, checkpoint, cache, monkeypatch):
-    monkeypatch.setenv("KERAS_REGNET_DOWNLOAD_TIMEOUT", "1")
-    _serve(monkeypatch, server, checkpoint, stall_after=1000)
+@pytest.mark.parametrize(
+    "behaviour, limits, message",
+    [
+        ({"stall_after": 1000}, {"KERAS_REGNET_DOWNLOAD_TIMEOUT": "1"}, r"stalled: no data for 1 s"),
+        (
+            {"trickle": 0.01},
+            {"KERAS_REGNET_DOWNLOAD_TIMEOUT": "5", "KERAS_REGNET_DOWNLOAD_DEADLINE": "1"},
+            r"did not finish within 1 s .*KERAS_REGNET_DOWNLOAD_DEADLINE",
+        ),
+    ],
+    ids=["stalled", "trickling"],
+)
+def test_slow_servers_hit_a_deadline(server, checkpoint, cache, monkeypatch, behaviour, limits, message):
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    _serve(monkeypatch, server, checkpoint, **behaviour)
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"stalled: no data for 1 s"):
-        keras_regnet.RegNetX200MF(weights="imagenet")
-    assert time.monotonic() - start < 15
-    assert _files(cache) == []
-
-
-def test_trickling_server_hits_the_deadline(server, checkpoint, cache, monkeypatch):
-    monkeypatch.setenv("KERAS_REGNET_DOWNLOAD_TIMEOUT", "5")
-    monkeypatch.setenv("KERAS_REGNET_DOWNLOAD_DEADLINE", "1")
-    _serve(monkeypatch, server, checkpoint, trickle=0.01)
-    start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"did not finish within 1 s .*KERAS_REGNET_DOWNLOAD_DEADLINE"):
+    with pytest.raises(DownloadError, match=message):
         keras_regnet.RegNetX200MF(weights="imagenet")
     assert time.monotonic() - start < 15
     assert _files(cache) == []

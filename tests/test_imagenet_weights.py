@@ -13,17 +13,9 @@ import pytest
 import keras_regnet
 from keras_regnet import weights as weights_lib
 from keras_regnet.download import DownloadError
-from loopback import LoopbackServer
 
 pr = pytest.importorskip("pycls_reference")
 NAME = "RegNetX-200MF"
-
-
-@pytest.fixture
-def server():
-    s = LoopbackServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ file is news, not routine.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
