@@ -17,15 +17,18 @@ FREE_SPACE_MARGIN = 1 << 20
 
 
 @contextlib.contextmanager
-def atomic_path(path: str, suffix: str = ""):
+def atomic_path(path: str, suffix: str = "", nbytes: int = 0):
     """Yield a temporary path to write ``path``'s content to; rename on success.
 
     ``suffix`` keeps extensions that writers insist on (``.weights.h5``,
-    ``.keras``, ``.png``).  On an exception the temporary file is removed and
-    ``path`` is untouched.
+    ``.keras``, ``.png``).  ``nbytes``: the expected size, checked against the
+    free space first (:func:`check_free_space`).  On an exception the
+    temporary file is removed and ``path`` is untouched.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    if nbytes:
+        check_free_space(path, nbytes)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix or ".part", dir=directory)
     os.close(fd)
     try:

@@ -248,7 +248,7 @@ def describe_error(e: BaseException) -> str:
         text = f"{e.strerror}{where}"
     else:
         text = str(e).strip() or type(e).__name__
-    text = " ".join(text.splitlines()[0].split()) if text.splitlines() else text
+    text = " ".join(text.splitlines()[0].split())
     if not isinstance(e, EXPECTED_ERRORS):
         text = f"{text} ({type(e).__name__}; run again with --debug for the traceback)"
     return text

@@ -11,7 +11,13 @@ escapes the readers.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Optional
+
+# The path of errors raised deep inside a reader that does not know the file;
+# :func:`reading` replaces it with the real one.
+PLACEHOLDER = "<file>"
 
 
 class InvalidFileError(ValueError):
@@ -30,3 +36,32 @@ class InvalidFileError(ValueError):
 
 class UnsafeFileError(InvalidFileError):
     """The file asks for something that could run code (refused; nothing was run)."""
+
+
+@contextlib.contextmanager
+def reading(path, damaged: Optional[str] = None):
+    """Turn any failure while reading ``path`` into :class:`InvalidFileError` naming it.
+
+    ``damaged`` describes unexpected failures (``"is a damaged .npz file"``,
+    followed by the exception's type and first line); without it a
+    ``ValueError``'s own message is the reason.  Errors of this family raised
+    with :data:`PLACEHOLDER` as their path get ``path``.
+    """
+    try:
+        yield
+    except InvalidFileError as e:
+        if e.path != PLACEHOLDER:
+            raise
+        raise type(e)(path, e.reason) from None
+    except RecursionError:
+        raise InvalidFileError(path, "is nested too deeply to be read") from None
+    except MemoryError:
+        raise InvalidFileError(path, "declares more data than fits in memory") from None
+    except Exception as e:  # noqa: BLE001 - the readers' promise: one error type for any failure
+        if isinstance(e, OSError) and e.strerror:  # the OS refused: missing, a directory, no permission
+            raise InvalidFileError(path, f"cannot be read ({e.strerror})") from None
+        text = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
+        if damaged is None and isinstance(e, ValueError):
+            raise InvalidFileError(path, text) from e
+        detail = f"{type(e).__name__}: {text}"
+        raise InvalidFileError(path, f"{damaged} ({detail})" if damaged else detail) from e

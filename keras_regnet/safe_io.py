@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
-from keras_regnet.errors import InvalidFileError, UnsafeFileError
+from keras_regnet.errors import InvalidFileError, UnsafeFileError, reading
 
 MAX_CONFIG_BYTES = 64 << 20
 # Keras layers that carry code (Python bytecode, a torch module, a JAX/TF
@@ -46,12 +46,8 @@ def check_member_names(path, names: Iterable[str]) -> None:
 
 
 def _open_zip(path, what: str) -> zipfile.ZipFile:
-    try:
+    with reading(path, f"is not a valid {what}: a damaged zip archive"):
         archive = zipfile.ZipFile(path)
-    except OSError as e:
-        raise InvalidFileError(path, f"cannot be read ({e.strerror or e})") from None
-    except Exception as e:  # noqa: BLE001 - BadZipFile, struct/zlib errors of damaged files
-        raise InvalidFileError(path, f"is not a valid {what} (damaged zip archive: {e})") from None
     check_member_names(path, archive.namelist())
     return archive
 
@@ -85,7 +81,7 @@ def load_npz(path, keys: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray
         if missing:
             raise InvalidFileError(path, f"has no array {missing[0]!r} (it has {sorted(infos)})")
         wanted = list(keys) if keys else list(infos)
-        try:
+        with reading(path, "is a damaged .npz file"):
             for key in wanted:
                 shape, dtype = _npy_header(archive, infos[key])
                 if dtype.hasobject:
@@ -94,12 +90,6 @@ def load_npz(path, keys: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray
                     raise InvalidFileError(path, f"array {key!r} declares shape {shape} {dtype}, more than its {infos[key].file_size:,} bytes")
             with np.load(path, allow_pickle=False) as data:
                 return {key: data[key] for key in wanted}
-        except InvalidFileError:
-            raise
-        except MemoryError:
-            raise InvalidFileError(path, "declares more data than fits in memory") from None
-        except Exception as e:  # noqa: BLE001 - truncation, bad headers, CRC errors
-            raise InvalidFileError(path, f"is a damaged .npz file ({type(e).__name__}: {e})") from None
 
 
 def _registered(name: str) -> bool:
@@ -159,10 +149,8 @@ def check_keras_archive(path) -> None:
         info = archive.getinfo("config.json")
         if info.file_size > MAX_CONFIG_BYTES:
             raise InvalidFileError(path, f"has a {info.file_size:,}-byte config.json; a model config is far smaller")
-        try:
+        with reading(path, "has a damaged config.json"):
             config = json.loads(archive.read(info).decode("utf-8"))
-        except Exception as e:  # noqa: BLE001 - bad JSON, bad UTF-8, CRC error
-            raise InvalidFileError(path, f"has a damaged config.json ({type(e).__name__}: {e})") from None
     _walk_config(path, config)
 
 
@@ -175,10 +163,5 @@ def load_keras_model(path, compile: bool = False):
     if not os.path.isfile(path):
         raise InvalidFileError(path, "no such .keras file")
     check_keras_archive(path)
-    try:
+    with reading(path, "could not be loaded as a Keras model"):
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
-    except MemoryError:
-        raise InvalidFileError(path, "declares more data than fits in memory") from None
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for damaged or refused files
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InvalidFileError(path, f"could not be loaded as a Keras model ({type(e).__name__}: {first_line})") from None

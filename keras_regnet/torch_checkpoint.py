@@ -54,7 +54,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from keras_regnet.errors import InvalidFileError, UnsafeFileError
+from keras_regnet.errors import PLACEHOLDER, InvalidFileError, UnsafeFileError, reading
 from keras_regnet.safe_io import check_member_names
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -104,7 +104,7 @@ class _Frozen:
     __slots__ = ()
 
     def __setattr__(self, name, value):
-        raise UnsafeFileError("<pickle>", f"the pickle tries to set {name!r} on a {type(self).__name__}")
+        raise UnsafeFileError(PLACEHOLDER, f"the pickle tries to set {name!r} on a {type(self).__name__}")
 
     def _set(self, **values):
         for name, value in values.items():
@@ -215,7 +215,7 @@ _CHECKPOINT_GLOBALS = {
 
 def _refuse_global(module, name):
     return UnsafeFileError(
-        "<pickle>",
+        PLACEHOLDER,
         f"Refusing to load the global {module}.{name}: it could run code. Only tensors, storages and plain "
         "containers are read from checkpoints, and nothing from this file was run. "
         "Is it really a PyTorch checkpoint from a trusted source?",
@@ -229,7 +229,7 @@ class _PlainUnpickler(pickle.Unpickler):
         raise _refuse_global(module, name)
 
     def persistent_load(self, pid):
-        raise UnsafeFileError("<pickle>", f"unexpected persistent id {pid!r} in a bookkeeping pickle")
+        raise UnsafeFileError(PLACEHOLDER, f"unexpected persistent id {pid!r} in a bookkeeping pickle")
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
@@ -364,31 +364,16 @@ def load(path) -> Any:
             truncated, damaged zip, absurd sizes, nesting too deep, a file
             that cannot be read.
     """
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise InvalidFileError(path, f"cannot be read ({e.strerror or e})") from None
-    try:
-        with f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(HEADER_BYTES)
-            f.seek(0)
-            reader = _Reader(path, size)
-            if sniff(head) == "zip":
-                return _load_zip(f, reader)
-            if sniff(head) == "legacy":
-                return _load_legacy(f, reader, next(m for m in LEGACY_MAGIC_PICKLES if head.startswith(m)))
+    with reading(path, "is damaged or not a PyTorch checkpoint"), open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(HEADER_BYTES)
+        f.seek(0)
+        reader = _Reader(path, size)
+        if sniff(head) == "zip":
+            return _load_zip(f, reader)
+        if sniff(head) == "legacy":
+            return _load_legacy(f, reader, next(m for m in LEGACY_MAGIC_PICKLES if head.startswith(m)))
         raise InvalidFileError(path, "is not a PyTorch checkpoint (neither torch.save's zip format nor its legacy format)")
-    except UnsafeFileError as e:
-        raise UnsafeFileError(path, e.reason) from None
-    except InvalidFileError as e:
-        raise InvalidFileError(path, e.reason) from None
-    except RecursionError:
-        raise InvalidFileError(path, "is nested too deeply to be a checkpoint") from None
-    except MemoryError:
-        raise InvalidFileError(path, "declares more data than fits in memory") from None
-    except Exception as e:  # noqa: BLE001 - the reader's promise: one error type for any damage
-        raise InvalidFileError(path, f"is damaged or not a PyTorch checkpoint ({type(e).__name__}: {e})") from e
 
 
 def _load_zip(f, reader: _Reader):

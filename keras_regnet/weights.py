@@ -31,7 +31,6 @@ use, and converted cache entries carry the hash of the file they came from.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -45,9 +44,9 @@ import h5py
 import numpy as np
 
 from keras_regnet import download, torch_checkpoint
-from keras_regnet.atomic import atomic_path, check_free_space, write_text
+from keras_regnet.atomic import atomic_path, write_text
 from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
-from keras_regnet.errors import InvalidFileError
+from keras_regnet.errors import InvalidFileError, reading
 
 IMAGENET = "imagenet"
 DEFAULT_SOURCE = "pycls"
@@ -154,7 +153,7 @@ def file_source(path: str, fmt: str) -> str:
     if fmt == "tf-keras-h5":
         return "tf-keras"
     if fmt == "keras":
-        with _reading(path):
+        with reading(path):
             with h5py.File(path, "r") as f:
                 source = f.attrs.get(VARIANT_ATTR, DEFAULT_SOURCE)
         source = source.decode() if isinstance(source, bytes) else str(source)
@@ -162,19 +161,6 @@ def file_source(path: str, fmt: str) -> str:
             raise InvalidFileError(path, f"names an unknown variant {source!r} (known: {', '.join(sorted(VARIANTS))}).")
         return source
     return "pycls"
-
-
-@contextlib.contextmanager
-def _reading(path):
-    """Turn any failure while reading ``path`` into :class:`InvalidFileError` naming it."""
-    try:
-        yield
-    except InvalidFileError:
-        raise
-    except MemoryError:
-        raise InvalidFileError(path, "declares more data than fits in memory") from None
-    except Exception as e:  # noqa: BLE001 - h5py, numpy and Keras raise many types for damaged files
-        raise InvalidFileError(path, str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}") from e
 
 
 def read_torch_state(path: str) -> dict:
@@ -281,7 +267,7 @@ def verify_cached_download(raw: str, url: str, sha256: Optional[str], prefix: Op
 
 
 def _converted_from(cached: str) -> Optional[str]:
-    with _reading(cached):
+    with reading(cached):
         with h5py.File(cached, "r") as f:
             value = f.attrs.get(SOURCE_SHA256_ATTR)
     return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
@@ -294,9 +280,8 @@ def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE, source_s
     the variant (padding, preprocessing) these weights need;
     ``source_sha256``, the hash of the file the weights were converted from.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    check_free_space(path, sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights))
-    with atomic_path(path, suffix=".weights.h5") as tmp:
+    nbytes = sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights)
+    with atomic_path(path, suffix=".weights.h5", nbytes=nbytes) as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[VARIANT_ATTR] = source
@@ -307,7 +292,7 @@ def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE, source_s
 
 def detect_format(path: str) -> str:
     """``"keras"`` (.weights.h5), ``"tf-keras-h5"``, ``"torch"``; else :class:`InvalidFileError`."""
-    with _reading(path):
+    with reading(path):
         with open(path, "rb") as f:
             head = f.read(torch_checkpoint.HEADER_BYTES)
         if head[:8] == HDF5_SIGNATURE:
@@ -335,7 +320,7 @@ def load_file(model, path: str, fmt: Optional[str] = None, state: Optional[dict]
         InvalidFileError: the file is refused, damaged or does not fit ``model``.
     """
     fmt = fmt or detect_format(path)
-    with _reading(path):
+    with reading(path):
         if fmt == "keras":
             check_weights_file(model, path)
             model.load_weights(path)

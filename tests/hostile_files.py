@@ -63,7 +63,7 @@ def payloads(marker: str) -> dict:
             Call(builtins.getattr, Call(importlib.import_module, "subprocess"), "call"), ["touch", marker]
         ),
         "pickle.loads(pickle)": Call(pickle.loads, inner),
-        "torch.storage._load_from_bytes": Call(torch.storage._load_from_bytes, _torch_legacy_bytes(Call(os.system, touch))),
+        "torch.storage._load_from_bytes": Call(torch.storage._load_from_bytes, legacy_bytes(Call(os.system, touch))),
         "keras_regnet.atomic.write_text": Call(atomic.write_text, marker, "pwned"),
     }
 
@@ -136,6 +136,13 @@ def write_legacy(path, obj, protocol=2, replace=None):
 
     Positions: ``magic``, ``protocol``, ``sys_info``, ``keys``.
     """
+    with open(path, "wb") as f:
+        f.write(legacy_bytes(obj, protocol, replace))
+    return path
+
+
+def legacy_bytes(obj, protocol=2, replace=None) -> bytes:
+    """The bytes :func:`write_legacy` writes."""
     replace = replace or {}
     storages = []
     main = _dumps(obj, protocol, legacy=True, storages=storages)
@@ -149,18 +156,7 @@ def write_legacy(path, obj, protocol=2, replace=None):
     ]
     for _, tensor in storages:
         parts.append(struct.pack("<q", tensor.declared_numel) + tensor.array.tobytes())
-    with open(path, "wb") as f:
-        f.write(b"".join(parts))
-    return path
-
-
-def _torch_legacy_bytes(obj) -> bytes:
-    buf = io.BytesIO()
-    for part in (MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
-        buf.write(pickle.dumps(part, protocol=2))
-    buf.write(_dumps(obj, 2, legacy=True))
-    buf.write(pickle.dumps([], protocol=2))
-    return buf.getvalue()
+    return b"".join(parts)
 
 
 def benign_checkpoint(seed=0):
