@@ -901,7 +901,7 @@ def worker_cifar(spec):
     import jaxlib
     import keras
 
-    from keras_regnet.callbacks import TrainingDiverged
+    from keras_regnet.training.callbacks import TrainingDiverged
     from keras_regnet.training import Recipe, train
 
     device = jax.devices()[0]

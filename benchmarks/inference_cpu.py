@@ -40,7 +40,7 @@ def _contenders(batch):
     import keras
 
     import keras_regnet
-    from keras_regnet import layers as regnet_layers
+    from keras_regnet.architecture import layers as regnet_layers
 
     out = {}
     out["keras_regnet (default)"] = keras_regnet.get_model("RegNetY-800MF").predict_on_batch
@@ -82,7 +82,7 @@ def _pycls_predict():
     from pycls.core.config import cfg
     from pycls.models.regnet import RegNet
 
-    from keras_regnet.zoo import lookup
+    from keras_regnet.architecture.zoo import lookup
 
     c = lookup("RegNetY-800MF").config
     cfg.REGNET.DEPTH, cfg.REGNET.W0, cfg.REGNET.WA, cfg.REGNET.WM = c.depth, c.w0, c.wa, c.wm

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_regnet import input_pipeline as ip  # noqa: E402
+from keras_regnet.data import tf_pipeline as ip  # noqa: E402
 from keras_regnet.training import Recipe, compile_model  # noqa: E402
 
 

@@ -69,7 +69,7 @@ def main():
         model = tf_keras.applications.RegNetY008(weights=None)
     else:
         import keras_regnet
-        from keras_regnet import layers as regnet_layers
+        from keras_regnet.architecture import layers as regnet_layers
 
         if args.stock_grouped_conv:
             regnet_layers._tensorflow_has_native_grouped_conv = lambda: False

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import keras_regnet  # noqa: E402
-from keras_regnet.datasets import load_cifar10_jpeg_npz, load_embedded_cifar10  # noqa: E402
+from keras_regnet.data.cifar10 import load_cifar10_jpeg_npz, load_embedded_cifar10  # noqa: E402
 
 
 def load_data(data, train_images, val_images):

@@ -10,9 +10,9 @@ Quick start::
     custom = keras_regnet.RegNet(cfg, classes=10)
 """
 
-from keras_regnet.complexity import complexity
-from keras_regnet.config import RegNetConfig, StageSpec, generate_block_widths
-from keras_regnet.models import (
+from keras_regnet.architecture.complexity import complexity
+from keras_regnet.architecture.config import RegNetConfig, StageSpec, generate_block_widths
+from keras_regnet.architecture.models import (
     RegNet,
     RegNetX1_6GF,
     RegNetX3_2GF,
@@ -42,8 +42,8 @@ from keras_regnet.models import (
     get_model,
 )
 from keras_regnet.errors import InvalidFileError, UnsafeFileError
-from keras_regnet.preprocessing import decode_predictions, preprocess_input
-from keras_regnet.zoo import list_models, published_models
+from keras_regnet.architecture.preprocessing import decode_predictions, preprocess_input
+from keras_regnet.architecture.zoo import list_models, published_models
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_regnet.atomic import write_text
-from keras_regnet.config import check_int
+from keras_regnet.architecture.config import check_int
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ def _is_imagenet_id(name: str) -> bool:
 
 
 def _directory_labels(root: str, classes: List[str], num_classes: int) -> Dict[str, int]:
-    from keras_regnet.preprocessing import imagenet_classes
+    from keras_regnet.architecture.preprocessing import imagenet_classes
 
     if all(_is_imagenet_id(c) for c in classes) and num_classes == 1000:
         index = {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
@@ -71,7 +71,7 @@ def open_eval_data(
     limit: Optional[int] = None,
 ) -> EvalData:
     """Open ``data`` (directory or tfds name) for evaluation with pycls's eval transform."""
-    from keras_regnet import input_pipeline as ip
+    from keras_regnet.data import tf_pipeline as ip
 
     if not isinstance(data, str) or not data:
         raise ValueError(f"data must be a TensorFlow Datasets name or a directory; got data={data!r}.")
@@ -110,7 +110,7 @@ def open_eval_data(
 
 
 def _published(name: str):
-    from keras_regnet.zoo import lookup
+    from keras_regnet.architecture.zoo import lookup
 
     try:
         return lookup(name)
@@ -152,7 +152,7 @@ def evaluate(
         (measured - published) when the model is a published one (else
         ``None``), ``seconds`` and ``images_per_second``.
     """
-    from keras_regnet.models import model_from_argument
+    from keras_regnet.architecture.models import model_from_argument
 
     net, name, weights_text = model_from_argument(model, weights)
     num_classes = net.output.shape[-1]
@@ -237,7 +237,7 @@ def write_report(results: Sequence[dict], output_dir: str, stem: str = "evaluati
 
 def write_zoo_page(results: Sequence[dict], path: str, command: str) -> str:
     """The model-zoo page (``docs/model_zoo.md``): measured vs published for the published models."""
-    from keras_regnet.zoo import lookup
+    from keras_regnet.architecture.zoo import lookup
 
     lines = [
         "# Model zoo: measured ImageNet error vs the pycls model zoo",
@@ -261,7 +261,7 @@ def evaluate_all(output_dir: str, models: Optional[Sequence[str]] = None, zoo_pa
     interrupted run keeps what it measured.  ``zoo_page``: also write the
     model-zoo Markdown page there.  ``kwargs`` go to :func:`evaluate`.
     """
-    from keras_regnet.zoo import list_models, lookup
+    from keras_regnet.architecture.zoo import list_models, lookup
 
     names = [lookup(m).name for m in (models or list_models())]
     results = []

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import keras
 
 from keras_regnet.atomic import atomic_directory, atomic_path
-from keras_regnet.config import check_int
+from keras_regnet.architecture.config import check_int
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -78,7 +78,7 @@ def _output_is_probabilities(model) -> bool:
 def _default_class_names(model):
     num_classes = model.output.shape[-1]
     if num_classes == 1000:
-        from keras_regnet.preprocessing import imagenet_classes
+        from keras_regnet.architecture.preprocessing import imagenet_classes
 
         return [name for _, name in imagenet_classes()]
     return [str(i) for i in range(num_classes)]
@@ -129,7 +129,7 @@ def saved_model_module(model: keras.Model, top_k: int = 5, class_names: Optional
     input height, else 224).
     """
     tf = _require_tensorflow("SavedModel export")
-    from keras_regnet.input_pipeline import eval_resize_crop
+    from keras_regnet.data.tf_pipeline import eval_resize_crop
 
     _check_model(model)
     num_classes = model.output.shape[-1]

@@ -12,7 +12,7 @@ pycls_config = pytest.importorskip("pycls.core.config")
 pycls_net = pytest.importorskip("pycls.core.net")
 pycls_regnet = pytest.importorskip("pycls.models.regnet")
 
-from keras_regnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from keras_regnet.architecture.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
 def set_pycls_cfg(config, num_classes=1000):

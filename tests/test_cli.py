@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from keras_regnet import cli, published_models
+from keras_regnet.cli import main as cli
+from keras_regnet import published_models
 
 
 def test_complexity_of_published_model(capsys):

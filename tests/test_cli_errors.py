@@ -167,7 +167,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_unexpected_errors_say_how_to_see_more():
-    from keras_regnet.cli import describe_error
+    from keras_regnet.cli.main import describe_error
 
     assert describe_error(TypeError("bad\nsecond line")) == "bad (TypeError; run again with --debug for the traceback)"
     assert describe_error(OSError(errno.ENOSPC, "No space left on device", "/x")) == "No space left on device: /x"

@@ -15,8 +15,8 @@ import pycls_reference as pr
 import pytest
 
 import keras_regnet
-from keras_regnet import weights as weights_lib
-from keras_regnet.download import DownloadError
+from keras_regnet.weights import resolve as weights_lib
+from keras_regnet.weights.download import DownloadError
 from keras_regnet.errors import InvalidFileError, UnsafeFileError
 
 NAME = "RegNetX-200MF"

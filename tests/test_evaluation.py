@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from keras_regnet import evaluation
-from keras_regnet.cli import main
-from keras_regnet.input_pipeline import eval_resize_crop
-from keras_regnet.numpy_pipeline import eval_resize_crop as numpy_eval_resize_crop
-from keras_regnet.preprocessing import imagenet_classes
+from keras_regnet.cli.main import main
+from keras_regnet.data.tf_pipeline import eval_resize_crop
+from keras_regnet.data.numpy_pipeline import eval_resize_crop as numpy_eval_resize_crop
+from keras_regnet.architecture.preprocessing import imagenet_classes
 
 pycls_transforms = pytest.importorskip("pycls.datasets.transforms")
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -181,7 +181,7 @@ def test_jpeg_decode_in_folder_matches_pillow(tmp_path):
 
 
 def test_cli_evaluate_offline_weights_error_is_a_message(tmp_path, monkeypatch, capsys):
-    from keras_regnet import download
+    from keras_regnet.weights import download
 
     def offline(url, dest, **kwargs):
         raise download.DownloadError(f"Could not download {url} (no network). Place the file at {dest}.")

@@ -13,9 +13,9 @@ from PIL import Image
 from keras_regnet import export as ex
 from keras_regnet.atomic import current_umask
 from keras_regnet import get_model
-from keras_regnet.cli import main
-from keras_regnet.layers import GroupedConv2D
-from keras_regnet.preprocessing import imagenet_classes
+from keras_regnet.cli.main import main
+from keras_regnet.architecture.layers import GroupedConv2D
+from keras_regnet.architecture.preprocessing import imagenet_classes
 
 RNG = np.random.default_rng(0)
 

@@ -20,7 +20,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_regnet import RegNet, RegNetConfig, torch_checkpoint
+from keras_regnet.weights import torch_checkpoint
+from keras_regnet import RegNet, RegNetConfig
 from keras_regnet.errors import InvalidFileError, UnsafeFileError
 
 TINY = RegNetConfig(depth=2, w0=8, wa=8.0, wm=2.0, group_width=8, stem_width=8)

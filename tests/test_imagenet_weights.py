@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import keras_regnet
-from keras_regnet import weights as weights_lib
-from keras_regnet.download import DownloadError
+from keras_regnet.weights import resolve as weights_lib
+from keras_regnet.weights.download import DownloadError
 
 pr = pytest.importorskip("pycls_reference")
 NAME = "RegNetX-200MF"
@@ -161,7 +161,7 @@ def test_tf_keras_source_top_and_notop_files(server, keras_home, monkeypatch, tm
 def test_torchvision_source_checks_the_hash_prefix_in_the_file_name(server, keras_home, monkeypatch, tmp_path):
     # A torchvision-format state dict (keys renamed from a pycls model; the
     # mapping itself is proven against torchvision in test_torchvision_parity).
-    from keras_regnet.convert import torch_module_name
+    from keras_regnet.weights.convert import torch_module_name
 
     name = "RegNetY-400MF"
     torch_model = pr.pycls_model(keras_regnet.published_models()[name].config)

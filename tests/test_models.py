@@ -8,7 +8,7 @@ import pytest
 
 import keras_regnet
 from keras_regnet import RegNet, RegNetConfig, published_models
-from keras_regnet.layers import GroupedConv2D
+from keras_regnet.architecture.layers import GroupedConv2D
 
 TINY = RegNetConfig(depth=4, w0=16, wa=16.0, wm=2.0, group_width=8, se_ratio=0.25, stem_width=16)
 
@@ -34,7 +34,7 @@ def test_trainable_params_equal_pycls(name):
 
 def test_every_published_model_builds_with_published_params():
     # The whole zoo, via the same code path as `keras-regnet zoo --build`.
-    from keras_regnet.cli import zoo_table
+    from keras_regnet.cli.main import zoo_table
 
     rows = zoo_table(build=True, progress=False)
     assert len(rows) == 24

@@ -1,6 +1,6 @@
 """No unrestricted deserialisation in the project's code, and the scan that says so can fail.
 
-Only ``keras_regnet/torch_checkpoint.py`` may use ``pickle`` (through its
+Only ``keras_regnet/weights/torch_checkpoint.py`` may use ``pickle`` (through its
 restricted unpicklers) and only ``keras_regnet/safe_io.py`` may call Keras's
 ``load_model`` (with ``safe_mode=True``, after its own checks).
 """
@@ -11,7 +11,7 @@ import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCANNED = ("keras_regnet", "tools", "weights", "benchmarks", "examples")
-PICKLE_READER = os.path.join("keras_regnet", "torch_checkpoint.py")
+PICKLE_READER = os.path.join("keras_regnet", "weights", "torch_checkpoint.py")
 KERAS_LOADER = os.path.join("keras_regnet", "safe_io.py")
 
 FORBIDDEN_TEXT = {

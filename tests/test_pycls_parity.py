@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import keras_regnet
 from keras_regnet import RegNet, RegNetConfig, published_models
-from keras_regnet.convert import set_torch_state
+from keras_regnet.weights.convert import set_torch_state
 
 pr = pytest.importorskip("pycls_reference")
 

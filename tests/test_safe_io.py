@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from keras_regnet import RegNet, RegNetConfig
-from keras_regnet.datasets import load_cifar10_jpeg_npz
+from keras_regnet.data.cifar10 import load_cifar10_jpeg_npz
 from keras_regnet.errors import InvalidFileError, UnsafeFileError
-from keras_regnet.models import model_from_argument
+from keras_regnet.architecture.models import model_from_argument
 from keras_regnet.safe_io import load_keras_model, load_npz
 
 TINY = RegNetConfig(depth=2, w0=8, wa=8.0, wm=2.0, group_width=8, stem_width=8)

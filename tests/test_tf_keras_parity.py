@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_regnet
-from keras_regnet import cli
+from keras_regnet.cli import main as cli
 
 tf_keras = pytest.importorskip("tf_keras")
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_regnet import torch_checkpoint
+from keras_regnet.weights import torch_checkpoint
 from keras_regnet.errors import UnsafeFileError as UnsafeCheckpointError
 
 torch = pytest.importorskip("torch")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_regnet
-from keras_regnet import weights as weights_lib
+from keras_regnet.weights import resolve as weights_lib
 
 PYTHON = os.environ.get("KERAS_REGNET_TORCHVISION_PYTHON")
 HERE = os.path.dirname(os.path.abspath(__file__))

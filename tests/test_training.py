@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_regnet import input_pipeline as ip
-from keras_regnet.callbacks import TrainingDiverged
+from keras_regnet.data import tf_pipeline as ip
+from keras_regnet.training.callbacks import TrainingDiverged
 from keras_regnet.training import CoupledWeightDecaySGD, EpochCosineSchedule, Recipe, epoch_lr, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,7 +135,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 def test_mid_epoch_backups_also_record_finished_epochs(tmp_path):
     """With save_freq=N steps Keras alone leaves "epoch 0" as the last backup of epoch 0."""
-    from keras_regnet.callbacks import BackupAndRestore
+    from keras_regnet.training.callbacks import BackupAndRestore
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
@@ -207,7 +207,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, monkeypatch):
         def scope(self):
             raise AssertionError("no model may be built when the batch does not divide")
 
-    import keras_regnet.training as training
+    import keras_regnet.training.loop as training
 
     monkeypatch.setattr(training, "make_strategy", lambda name: ThreeReplicas())
     with pytest.raises(ValueError, match=r"batch_size=64 is not divisible by the 3 replicas"):

@@ -64,7 +64,7 @@ def torchvision_stage_widths(depth, w0, wa, wm, group_width):
     import numpy as np
 
     sys.path.insert(0, ROOT)
-    from keras_regnet.config import generate_block_widths
+    from keras_regnet.architecture.config import generate_block_widths
 
     widths = np.unique(generate_block_widths(depth, w0, wa, wm)).tolist()
     out = []

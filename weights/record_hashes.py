@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(ROOT, "keras_regnet", "data", "weights_manifest.json")
 sys.path.insert(0, ROOT)
 
-from keras_regnet import download  # noqa: E402
+from keras_regnet.weights import download  # noqa: E402
 from keras_regnet.atomic import write_text  # noqa: E402
 
 

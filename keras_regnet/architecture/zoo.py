@@ -1,6 +1,6 @@
 """The 24 published RegNetX/RegNetY models (pycls model zoo) as data.
 
-``data/regnet_zoo.json`` is carried over from pycls (configs/dds_baselines,
+``architecture/regnet_zoo.json`` is carried over from pycls (configs/dds_baselines,
 MODEL_ZOO.md, dev/model_complexity.json, dev/model_error.json): the generator
 parameters plus the published stage layout, complexity, ImageNet error and
 training batch size / learning rate of every model.
@@ -16,7 +16,7 @@ import re
 from importlib import resources
 from typing import Dict, Tuple
 
-from keras_regnet.config import RegNetConfig
+from keras_regnet.architecture.config import RegNetConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,7 @@ _STAGE_KEYS = {"stage_depths": "stage_depths", "stage_widths": "stage_widths", "
 @functools.lru_cache(maxsize=None)
 def published_models() -> Dict[str, PublishedModel]:
     """All published models keyed by the paper's name, in zoo order."""
-    text = resources.files("keras_regnet").joinpath("data/regnet_zoo.json").read_text()
+    text = resources.files("keras_regnet.architecture").joinpath("regnet_zoo.json").read_text()
     rows = json.loads(text)["models"]
     models = {}
     for row in rows:

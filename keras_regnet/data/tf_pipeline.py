@@ -28,7 +28,7 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS, eval_scale_size
+from keras_regnet.data.geometry import EIG_VALS, EIG_VECS, eval_scale_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -182,13 +182,13 @@ def mix_batch(images, labels, mixup_alpha, cutmix_alpha):
 def open_source(data: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None) -> Source:
     """Open ``data``: ``"embedded"``, a CIFAR-10 JPEG ``.npz``, a directory, or a tfds name."""
     if data == "embedded":
-        from keras_regnet.datasets import load_embedded_cifar10
+        from keras_regnet.data.cifar10 import load_embedded_cifar10
 
         return _from_arrays(load_embedded_cifar10("train"), load_embedded_cifar10("validation"))
     if data.endswith(".npz"):
         if not os.path.isfile(data):
             raise ValueError(f"data={data!r}: no such .npz file.")
-        from keras_regnet.datasets import load_cifar10_jpeg_npz
+        from keras_regnet.data.cifar10 import load_cifar10_jpeg_npz
 
         return _from_arrays(load_cifar10_jpeg_npz(data, "train"), load_cifar10_jpeg_npz(data, "validation"))
     if os.path.isdir(data):

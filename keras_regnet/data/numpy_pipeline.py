@@ -15,7 +15,7 @@ import math
 import keras
 import numpy as np
 
-from keras_regnet.input_pipeline_common import EIG_VALS, EIG_VECS, eval_geometry
+from keras_regnet.data.geometry import EIG_VALS, EIG_VECS, eval_geometry
 
 
 def pca_lighting(batch, std, rng):
@@ -134,7 +134,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
 def make_batches(data: str, recipe, small_images: bool, workers: int = 1):
     """(train, validation, num_train, num_validation, class_names) without TensorFlow."""
-    from keras_regnet.datasets import load_cifar10_jpeg_npz, load_embedded_cifar10
+    from keras_regnet.data.cifar10 import load_cifar10_jpeg_npz, load_embedded_cifar10
 
     if data == "embedded":
         train, val = load_embedded_cifar10("train"), load_embedded_cifar10("validation")

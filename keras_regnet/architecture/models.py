@@ -15,11 +15,11 @@ from typing import Optional, Sequence, Union
 import keras
 from keras import layers
 
-from keras_regnet import layers as regnet_layers
-from keras_regnet import weights as weights_lib
-from keras_regnet.config import RegNetConfig, check_int
-from keras_regnet.preprocessing import preprocessing_layer
-from keras_regnet.zoo import function_name, lookup, published_models
+from keras_regnet.architecture import layers as regnet_layers
+from keras_regnet.weights import resolve as weights_lib
+from keras_regnet.architecture.config import RegNetConfig, check_int
+from keras_regnet.architecture.preprocessing import preprocessing_layer
+from keras_regnet.architecture.zoo import function_name, lookup, published_models
 
 MIN_INPUT_SIZE = 32
 DEFAULT_INPUT_SHAPE = (224, 224, 3)

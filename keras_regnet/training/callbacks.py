@@ -9,7 +9,7 @@ import os
 import keras
 
 from keras_regnet.atomic import atomic_path
-from keras_regnet.plotting import save_figure
+from keras_regnet.architecture.plotting import save_figure
 
 
 def _atomic_save(model, path):

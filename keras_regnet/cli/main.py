@@ -36,8 +36,8 @@ def _add_config_args(p):
 
 
 def _config_from_args(args, parser):
-    from keras_regnet.config import RegNetConfig
-    from keras_regnet.zoo import lookup
+    from keras_regnet.architecture.config import RegNetConfig
+    from keras_regnet.architecture.zoo import lookup
 
     custom = [args.depth, args.w0, args.wa, args.wm, args.group_width]
     if args.name and any(v is not None for v in custom):
@@ -62,8 +62,8 @@ def zoo_table(build: bool = False, progress: bool = True):
     """Rows comparing our generator/complexity (and built models) with pycls's table."""
     import keras
 
-    from keras_regnet.complexity import complexity
-    from keras_regnet.zoo import published_models
+    from keras_regnet.architecture.complexity import complexity
+    from keras_regnet.architecture.zoo import published_models
 
     rows = []
     models = list(published_models().values())
@@ -88,7 +88,7 @@ def zoo_table(build: bool = False, progress: bool = True):
             ),
         }
         if build:
-            from keras_regnet.models import get_model
+            from keras_regnet.architecture.models import get_model
 
             model = get_model(pub.name)
             row["keras_params"] = sum(math.prod(w.shape) for w in model.trainable_weights)
@@ -268,14 +268,14 @@ def _run(args, parser) -> int:
         return 1 if bad else 0
 
     if args.command == "plot":
-        from keras_regnet.plotting import plot_block_widths
+        from keras_regnet.architecture.plotting import plot_block_widths
 
         print(f"wrote {plot_block_widths(args.names, args.out)}")
         return 0
 
     if args.command == "convert":
-        from keras_regnet.models import get_model
-        from keras_regnet.weights import detect_format, file_source, save_weights_atomic
+        from keras_regnet.architecture.models import get_model
+        from keras_regnet.weights.resolve import detect_format, file_source, save_weights_atomic
 
         if not args.dst.endswith(".weights.h5"):
             raise ValueError(f"dst must end in '.weights.h5' (Keras's weights format); got dst={args.dst!r}.")
@@ -293,7 +293,7 @@ def _run(args, parser) -> int:
 
     cfg, label = _config_from_args(args, parser)
     if args.command == "complexity":
-        from keras_regnet.complexity import complexity
+        from keras_regnet.architecture.complexity import complexity
 
         cx = complexity(cfg, resolution=args.resolution)
         print(f"{label}: stage depths {list(cfg.stage_depths)}, widths {list(cfg.stage_widths)}, "
@@ -302,7 +302,7 @@ def _run(args, parser) -> int:
               f"{args.resolution}x{args.resolution}; params {cx['params']:,}; acts {cx['acts']:,}")
         return 0
     if args.command == "summary":
-        from keras_regnet.models import RegNet
+        from keras_regnet.architecture.models import RegNet
 
         RegNet(cfg, input_shape=(args.resolution, args.resolution, 3), name=label.replace("-", "_").replace(".", "_").lower()).summary()
         return 0
@@ -314,7 +314,7 @@ EMBEDDED_DEFAULTS = dict(epochs=15, batch_size=64, image_size=32, warmup_epochs=
 
 
 def _train(args) -> int:
-    from keras_regnet.callbacks import TrainingDiverged
+    from keras_regnet.training.callbacks import TrainingDiverged
     from keras_regnet.training import Recipe, train
 
     overrides = {
@@ -379,7 +379,7 @@ def _evaluate(args, parser) -> int:
 
 def _export(args) -> int:
     from keras_regnet.export import export, output_path
-    from keras_regnet.models import model_from_argument
+    from keras_regnet.architecture.models import model_from_argument
 
     fmt = args.format
     output_path(fmt, args.output, args.version, args.overwrite)  # bad destinations fail before the model build

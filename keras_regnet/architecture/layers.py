@@ -17,7 +17,7 @@ import functools
 import keras
 from keras import layers
 
-from keras_regnet.config import StageSpec, se_width
+from keras_regnet.architecture.config import StageSpec, se_width
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9

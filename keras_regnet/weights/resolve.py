@@ -17,7 +17,7 @@
   or legacy PyTorch format) or a tf-keras ``.h5`` file, recognised by
   content, not by extension.
 
-Sources and checksums are in ``data/weights_manifest.json``.  A source's
+Sources and checksums are in ``weights/manifest.json``.  A source's
 *variant* (padding and preprocessing) decides how the model is built.
 
 Every file is read as untrusted (see docs/weights.md, "Threat model"): a
@@ -43,9 +43,10 @@ from typing import Optional
 import h5py
 import numpy as np
 
-from keras_regnet import download, torch_checkpoint
+from keras_regnet.weights import download
+from keras_regnet.weights import torch_checkpoint
 from keras_regnet.atomic import atomic_path, write_text
-from keras_regnet.convert import naming_of, set_tf_keras_weights, set_torch_state
+from keras_regnet.weights.convert import naming_of, set_tf_keras_weights, set_torch_state
 from keras_regnet.errors import InvalidFileError, reading
 
 IMAGENET = "imagenet"
@@ -94,13 +95,13 @@ def variant_of(spec: Optional[WeightsSpec]) -> Variant:
 @functools.lru_cache(maxsize=None)
 def manifest() -> dict:
     """Weight sources per published model (URL, SHA-256, accuracy, license, converter)."""
-    text = resources.files("keras_regnet").joinpath("data/weights_manifest.json").read_text()
+    text = resources.files("keras_regnet.weights").joinpath("manifest.json").read_text()
     return json.loads(text)["models"]
 
 
 def parse_weights_argument(weights, config, include_top: bool, classes: int) -> Optional[WeightsSpec]:
     """Validate ``weights`` before any model is built; ``None`` for random init."""
-    from keras_regnet.zoo import published_models
+    from keras_regnet.architecture.zoo import published_models
 
     if weights is None:
         return None
@@ -190,7 +191,7 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
         return
     include_top = _has_top(model)
     entry = manifest()[spec.model_name][spec.source]
-    from keras_regnet.zoo import function_name
+    from keras_regnet.architecture.zoo import function_name
 
     # tf-keras publishes separate files without the classifier.
     suffix = "" if include_top or "url_notop" not in entry else "_notop"

@@ -7,8 +7,8 @@ from typing import Sequence, Union
 import numpy as np
 
 from keras_regnet.atomic import atomic_path
-from keras_regnet.config import RegNetConfig
-from keras_regnet.zoo import lookup
+from keras_regnet.architecture.config import RegNetConfig
+from keras_regnet.architecture.zoo import lookup
 
 
 def plot_block_widths(models: Sequence[Union[str, RegNetConfig]], path: str) -> str:

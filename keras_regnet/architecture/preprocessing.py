@@ -16,7 +16,7 @@ from typing import List, Tuple
 import numpy as np
 from keras import layers
 
-from keras_regnet.config import check_int
+from keras_regnet.architecture.config import check_int
 
 # pycls / torchvision ImageNet statistics on [0, 1] RGB pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,9 +65,9 @@ def imagenet_classes() -> List[Tuple[str, str]]:
 
     Label ``i`` is the ``i``-th synset in sorted order, as in pycls,
     torchvision and TensorFlow Datasets.  Shipped with the package
-    (``data/imagenet_classes.json``), so decoding works offline.
+    (``architecture/imagenet_classes.json``), so decoding works offline.
     """
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "imagenet_classes.json")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_classes.json")
     with open(path) as f:
         return [tuple(row) for row in json.load(f)]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Dict, Union
 
-from keras_regnet.config import RegNetConfig, check_int, se_width
-from keras_regnet.zoo import lookup
+from keras_regnet.architecture.config import RegNetConfig, check_int, se_width
+from keras_regnet.architecture.zoo import lookup
 
 
 class _Counter:
