@@ -87,6 +87,55 @@ def RegNet(
         ``"s1"``, ``"s2"``, ... (strides 2, 4, 8, ...); see
         :func:`feature_extractor`.
     """
+    _check_arguments(config, include_top, pooling, classes, classifier_activation)
+    weights_spec = weights_lib.parse_weights_argument(weights, config, include_top, classes)
+    # tf-keras's weights were trained with TensorFlow's 'same' padding and
+    # [0, 1] inputs: the weights' source decides those two build details.
+    variant = weights_lib.variant_of(weights_spec)
+    inputs, img = _image_input(input_tensor, input_shape, include_preprocessing)
+    x = preprocessing_layer(variant.preprocessing)(img) if include_preprocessing else img
+    x = backbone(x, config, padding_style=variant.padding)
+    x = _head(x, include_top, pooling, classes, classifier_activation)
+    model = keras.Model(inputs, x, name=name)
+    if weights_spec is not None:
+        weights_lib.load(model, weights_spec)
+    return model
+
+
+def backbone(x, config: RegNetConfig, padding_style: str = "symmetric"):
+    """The stem and the four stages of ``config`` applied to the tensor ``x``.
+
+    The architecture alone: no weights, no preprocessing, no head.  The stem
+    output is the layer ``"stem"``, each stage's output ``"s1"`` ... ``"s4"``.
+    """
+    x = regnet_layers.stem(x, config.stem_width, stride=config.stem_stride, padding_style=padding_style)
+    x = layers.Identity(name="stem")(x)
+    for i, stage in enumerate(config.stages, start=1):
+        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i, padding_style=padding_style)
+    return x
+
+
+def _head(x, include_top, pooling, classes, classifier_activation):
+    """The classifier (global average pool + dense), or the feature pooling."""
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_initializer=regnet_layers.dense_initializer(),
+            # Under a mixed-precision policy keep the classifier (and softmax)
+            # in float32, as the Keras mixed-precision guide recommends.
+            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
+            name="predictions",
+        )(x)
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
+def _check_arguments(config, include_top, pooling, classes, classifier_activation):
     if not isinstance(config, RegNetConfig):
         raise ValueError(f"config must be a keras_regnet.RegNetConfig; got config={config!r}.")
     if not isinstance(include_top, bool):
@@ -103,37 +152,6 @@ def RegNet(
                 "classifier_activation must be None, a Keras activation name "
                 f"(e.g. 'softmax') or a callable; got classifier_activation={classifier_activation!r}."
             ) from e
-    weights_spec = weights_lib.parse_weights_argument(weights, config, include_top, classes)
-    inputs, img = _image_input(input_tensor, input_shape, include_preprocessing)
-
-    # Padding and preprocessing follow the weights' source (pycls by default).
-    variant = weights_lib.variant_of(weights_spec)
-    x = preprocessing_layer(variant.preprocessing)(img) if include_preprocessing else img
-    x = regnet_layers.stem(x, config.stem_width, stride=config.stem_stride, padding_style=variant.padding)
-    x = layers.Identity(name="stem")(x)
-    for i, stage in enumerate(config.stages, start=1):
-        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i, padding_style=variant.padding)
-
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_initializer=regnet_layers.dense_initializer(),
-            # Under a mixed-precision policy keep the classifier (and softmax)
-            # in float32, as the Keras mixed-precision guide recommends.
-            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-
-    model = keras.Model(inputs, x, name=name)
-    if weights_spec is not None:
-        weights_lib.load(model, weights_spec)
-    return model
 
 
 def _image_input(input_tensor, input_shape, include_preprocessing):

@@ -91,46 +91,51 @@ def fetch(
         DownloadError: naming the URL and what went wrong; for network
             errors, also where to place the file by hand.
     """
-    import keras
-
     timeout = timeout or _seconds_from_env("KERAS_REGNET_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT)
     deadline = deadline or _seconds_from_env("KERAS_REGNET_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE)
-    give_up_at = time.monotonic() + deadline
-    digest = hashlib.sha256()
     with atomic_path(dest, suffix=".part") as tmp:
         response = _open(url, manual_path or dest, timeout)
         with response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            bar = keras.utils.Progbar(total, unit_name="B") if progress else None
-            received = 0
-            while True:
-                try:
-                    block = response.read1(CHUNK)  # returns what one receive brings: the deadline is checked often
-                except TimeoutError as e:
-                    raise DownloadError(f"Downloading {url} stalled: no data for {timeout:g} s.") from e
-                except (OSError, http.client.HTTPException) as e:
-                    raise DownloadError(f"Downloading {url} was interrupted: {e!r}.") from e
-                if not block:
-                    break
-                out.write(block)
-                digest.update(block)
-                received += len(block)
-                if bar is not None:
-                    bar.update(received)
-                if time.monotonic() > give_up_at:
-                    raise DownloadError(
-                        f"Downloading {url} did not finish within {deadline:g} s ({received:,} bytes received); "
-                        "set KERAS_REGNET_DOWNLOAD_DEADLINE to allow longer."
-                    )
+            received, hexdigest = _copy(response, out, url, total, timeout, deadline, progress)
         if total is not None and received != total:
             raise DownloadError(f"Downloading {url} was truncated: got {received} of {total} bytes.")
-        problem = checksum_problem(digest.hexdigest(), sha256, sha256_prefix)
+        problem = checksum_problem(hexdigest, sha256, sha256_prefix)
         if problem:
             raise DownloadError(
                 f"Checksum mismatch for {url}: {problem}. The file was not kept; it may be "
                 "corrupt or replaced upstream."
             )
     return dest
+
+
+def _copy(response, out, url: str, total, timeout: float, deadline: float, progress: bool):
+    """Copy the response body to ``out`` within the deadlines: (bytes received, SHA-256)."""
+    import keras
+
+    give_up_at = time.monotonic() + deadline
+    digest = hashlib.sha256()
+    bar = keras.utils.Progbar(total, unit_name="B") if progress else None
+    received = 0
+    while True:
+        try:
+            block = response.read1(CHUNK)  # returns what one receive brings: the deadline is checked often
+        except TimeoutError as e:
+            raise DownloadError(f"Downloading {url} stalled: no data for {timeout:g} s.") from e
+        except (OSError, http.client.HTTPException) as e:
+            raise DownloadError(f"Downloading {url} was interrupted: {e!r}.") from e
+        if not block:
+            return received, digest.hexdigest()
+        out.write(block)
+        digest.update(block)
+        received += len(block)
+        if bar is not None:
+            bar.update(received)
+        if time.monotonic() > give_up_at:
+            raise DownloadError(
+                f"Downloading {url} did not finish within {deadline:g} s ({received:,} bytes received); "
+                "set KERAS_REGNET_DOWNLOAD_DEADLINE to allow longer."
+            )
 
 
 def _open(url: str, dest: str, timeout: float):
