@@ -2,17 +2,17 @@
 
 pycls's wheel ships no YAML configs, so ``cfg.REGNET.*`` is set from our
 ``RegNetConfig`` (itself loaded from the published zoo data).
+
+Tests import this module with ``conftest.require("pycls_reference")``: if
+torch or pycls is missing, the import error names it and the test fails.
 """
 
 import numpy as np
-import pytest
+import pycls.core.config as pycls_config
+import pycls.models.regnet as pycls_regnet
+import torch
 
-torch = pytest.importorskip("torch")
-pycls_config = pytest.importorskip("pycls.core.config")
-pycls_net = pytest.importorskip("pycls.core.net")
-pycls_regnet = pytest.importorskip("pycls.models.regnet")
-
-from keras_regnet.architecture.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from keras_regnet.architecture.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 
 def set_pycls_cfg(config, num_classes=1000):

@@ -9,12 +9,13 @@ import socket
 
 import numpy as np
 import pytest
+from conftest import require
 
 import keras_regnet
 from keras_regnet.weights import resolve as weights_lib
 from keras_regnet.weights.download import DownloadError
 
-pr = pytest.importorskip("pycls_reference")
+pr = require("pycls_reference")
 NAME = "RegNetX-200MF"
 
 
@@ -128,7 +129,7 @@ def test_imagenet_argument_errors():
 
 
 def test_tf_keras_source_top_and_notop_files(server, keras_home, monkeypatch, tmp_path):
-    tf_keras = pytest.importorskip("tf_keras")
+    tf_keras = require("tf_keras")
     top, notop = tmp_path / "top.h5", tmp_path / "notop.h5"
     reference = tf_keras.applications.RegNetX002(weights=None)
     reference.save_weights(str(top))
@@ -160,7 +161,7 @@ def test_tf_keras_source_top_and_notop_files(server, keras_home, monkeypatch, tm
 
 def test_torchvision_source_checks_the_hash_prefix_in_the_file_name(server, keras_home, monkeypatch, tmp_path):
     # A torchvision-format state dict (keys renamed from a pycls model; the
-    # mapping itself is proven against torchvision in test_torchvision_parity).
+    # mapping itself is checked against torchvision by tools/check_torchvision_parity.py).
     from keras_regnet.weights.convert import torch_module_name
 
     name = "RegNetY-400MF"

@@ -7,6 +7,7 @@ with ``convert.set_torch_state``, and both see the same RGB batch.
 
 import numpy as np
 import pytest
+from conftest import require
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ import keras_regnet
 from keras_regnet import RegNet, RegNetConfig, published_models
 from keras_regnet.weights.convert import set_torch_state
 
-pr = pytest.importorskip("pycls_reference")
+pr = require("pycls_reference")
 
 
 def _pycls_stages(cfg):

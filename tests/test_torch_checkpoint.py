@@ -7,11 +7,12 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import require
 
 from keras_regnet.weights import torch_checkpoint
 from keras_regnet.errors import UnsafeFileError as UnsafeCheckpointError
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 
 def _state():

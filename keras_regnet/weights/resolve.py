@@ -150,7 +150,19 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
 
 
 def file_source(path: str, fmt: str) -> str:
-    """Which source variant a weights file of format ``fmt`` needs, from its content."""
+    """The weights source whose build variant a weights file needs, from its content.
+
+    ``fmt`` is the file's :func:`detect_format`. A tf-keras ``.h5`` needs
+    ``"tf-keras"`` ('same' padding, inputs rescaled to [0, 1]); a PyTorch
+    checkpoint ``"pycls"`` (torchvision's models are built the same way); a
+    Keras ``.weights.h5`` the source recorded in it by
+    :func:`save_weights_atomic` (``"pycls"`` when none is). The result is a
+    key of :data:`VARIANTS`; ``keras-regnet convert`` records it in the file
+    it writes so that loading that file builds the same variant.
+
+    Raises:
+        InvalidFileError: a ``.weights.h5`` names a variant this version does not know.
+    """
     if fmt == "tf-keras-h5":
         return "tf-keras"
     if fmt == "keras":
@@ -292,7 +304,20 @@ def save_weights_atomic(model, path: str, source: str = DEFAULT_SOURCE, source_s
 
 
 def detect_format(path: str) -> str:
-    """``"keras"`` (.weights.h5), ``"tf-keras-h5"``, ``"torch"``; else :class:`InvalidFileError`."""
+    """The format of a weights file, from its content (never from its extension).
+
+    The one place the package decides what a weights file is: ``weights=PATH``,
+    :func:`load_file` and ``keras-regnet convert`` all use it. Returns
+
+    * ``"keras"``: a Keras 3 ``.weights.h5`` (HDF5 with a ``layers`` group);
+    * ``"tf-keras-h5"``: a Keras 2 / tf-keras ``.h5`` (HDF5 with
+      ``layer_names`` or ``model_weights``);
+    * ``"torch"``: a PyTorch checkpoint, zip or legacy format (recognised by
+      :func:`keras_regnet.weights.torch_checkpoint.sniff`; nothing is unpickled).
+
+    Raises:
+        InvalidFileError: the file cannot be read, or is none of these.
+    """
     with reading(path):
         with open(path, "rb") as f:
             head = f.read(torch_checkpoint.HEADER_BYTES)
