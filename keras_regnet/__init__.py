@@ -8,81 +8,77 @@ Quick start::
     keras_regnet.complexity("RegNetX-200MF")          # flops, params, acts
     cfg = keras_regnet.RegNetConfig(depth=13, w0=24, wa=36.44, wm=2.49, group_width=8)
     custom = keras_regnet.RegNet(cfg, classes=10)
+
+The names below are imported on first use, so ``import keras_regnet`` (and
+``keras-regnet --help``) does not start Keras and its backend.  Keras learns
+this package's layer and optimizer classes (for ``keras.saving.load_model``)
+when Keras is already imported at ``import keras_regnet``, or at the first use
+of any name here; :func:`keras_regnet.safe_io.load_keras_model` (checks, then
+loads) always knows them.
 """
 
-from keras_regnet.architecture.complexity import complexity
-from keras_regnet.architecture.config import RegNetConfig, StageSpec, generate_block_widths
-from keras_regnet.architecture.models import (
-    RegNet,
-    RegNetX1_6GF,
-    RegNetX3_2GF,
-    RegNetX4_0GF,
-    RegNetX6_4GF,
-    RegNetX8_0GF,
-    RegNetX12GF,
-    RegNetX16GF,
-    RegNetX32GF,
-    RegNetX200MF,
-    RegNetX400MF,
-    RegNetX600MF,
-    RegNetX800MF,
-    RegNetY1_6GF,
-    RegNetY3_2GF,
-    RegNetY4_0GF,
-    RegNetY6_4GF,
-    RegNetY8_0GF,
-    RegNetY12GF,
-    RegNetY16GF,
-    RegNetY32GF,
-    RegNetY200MF,
-    RegNetY400MF,
-    RegNetY600MF,
-    RegNetY800MF,
-    feature_extractor,
-    get_model,
-)
-from keras_regnet.errors import InvalidFileError, UnsafeFileError
-from keras_regnet.architecture.preprocessing import decode_predictions, preprocess_input
-from keras_regnet.architecture.zoo import list_models, published_models
+import importlib
+import sys
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "RegNet",
-    "RegNetConfig",
-    "RegNetX12GF",
-    "RegNetX16GF",
-    "RegNetX1_6GF",
-    "RegNetX200MF",
-    "RegNetX32GF",
-    "RegNetX3_2GF",
-    "RegNetX400MF",
-    "RegNetX4_0GF",
-    "RegNetX600MF",
-    "RegNetX6_4GF",
-    "RegNetX800MF",
-    "RegNetX8_0GF",
-    "RegNetY12GF",
-    "RegNetY16GF",
-    "RegNetY1_6GF",
-    "RegNetY200MF",
-    "RegNetY32GF",
-    "RegNetY3_2GF",
-    "RegNetY400MF",
-    "RegNetY4_0GF",
-    "RegNetY600MF",
-    "RegNetY6_4GF",
-    "RegNetY800MF",
-    "RegNetY8_0GF",
-    "InvalidFileError",
-    "StageSpec",
-    "UnsafeFileError",
-    "complexity",
-    "decode_predictions",
-    "feature_extractor",
-    "generate_block_widths",
-    "get_model",
-    "list_models",
-    "preprocess_input",
-    "published_models",
+_MODELS = "keras_regnet.architecture.models"
+_BUILDERS = [
+    f"RegNet{family}{size}"
+    for family in "XY"
+    for size in ("200MF", "400MF", "600MF", "800MF", "1_6GF", "3_2GF", "4_0GF", "6_4GF", "8_0GF", "12GF", "16GF", "32GF")
 ]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "complexity": "keras_regnet.architecture.complexity",
+    "RegNetConfig": "keras_regnet.architecture.config",
+    "StageSpec": "keras_regnet.architecture.config",
+    "generate_block_widths": "keras_regnet.architecture.config",
+    "RegNet": _MODELS,
+    "feature_extractor": _MODELS,
+    "get_model": _MODELS,
+    **{name: _MODELS for name in _BUILDERS},
+    "InvalidFileError": "keras_regnet.errors",
+    "UnsafeFileError": "keras_regnet.errors",
+    "decode_predictions": "keras_regnet.architecture.preprocessing",
+    "preprocess_input": "keras_regnet.architecture.preprocessing",
+    "list_models": "keras_regnet.architecture.zoo",
+    "published_models": "keras_regnet.architecture.zoo",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_regnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _register_with_keras()
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+# Modules whose import registers classes with Keras's serialisation.
+_REGISTERING_MODULES = ("keras_regnet.architecture.layers", "keras_regnet.training.optimizer")
+
+
+def _register_with_keras():
+    for module in _REGISTERING_MODULES:
+        importlib.import_module(module)
+
+
+if "keras" in sys.modules:  # Keras is running already: importing ours costs little
+    _register_with_keras()
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from keras_regnet.architecture.complexity import complexity  # noqa: F401
+    from keras_regnet.architecture.config import RegNetConfig, StageSpec, generate_block_widths  # noqa: F401
+    from keras_regnet.architecture.models import RegNet, feature_extractor, get_model  # noqa: F401
+    from keras_regnet.architecture.preprocessing import decode_predictions, preprocess_input  # noqa: F401
+    from keras_regnet.architecture.zoo import list_models, published_models  # noqa: F401
+    from keras_regnet.errors import InvalidFileError, UnsafeFileError  # noqa: F401

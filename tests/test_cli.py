@@ -1,12 +1,15 @@
-"""The keras-regnet command line."""
+"""The keras-regnet command line: its commands, and that it starts quietly and quickly."""
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+from conftest import require
 
-from keras_regnet.cli import main as cli
-from keras_regnet import published_models
+from keras_regnet import cli, published_models
 
 
 def test_complexity_of_published_model(capsys):
@@ -50,7 +53,7 @@ def test_summary(capsys):
 
 
 def test_plot_writes_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     out = tmp_path / "w.png"
     assert cli.main(["plot", "RegNetX-200MF", "RegNetY-800MF", "--out", str(out)]) == 0
     data = out.read_bytes()
@@ -63,7 +66,7 @@ def test_convert_pycls_checkpoint(tmp_path):
 
     import keras_regnet
 
-    pr = pytest.importorskip("pycls_reference")
+    pr = require("pycls_reference")
     torch_model = pr.pycls_model(published_models()["RegNetY-200MF"].config, seed=2)
     src = tmp_path / "y200.pyth"
     pr.torch.save({"model_state": torch_model.state_dict()}, src, _use_new_zipfile_serialization=False)
@@ -74,3 +77,150 @@ def test_convert_pycls_checkpoint(tmp_path):
     np.testing.assert_allclose(model.predict_on_batch(x), pr.pycls_logits(torch_model, x), rtol=1e-4, atol=1e-4)
     assert cli.main(["convert", str(src), str(tmp_path / "out.h5"), "--model", "RegNetY-200MF"]) == 2
     assert cli.main(["convert", str(src), str(tmp_path / "x.weights.h5"), "--model", "RegNetX-200MF"]) == 2
+
+
+def test_zoo_table_is_the_published_check():
+    from keras_regnet.architecture.published import compare_with_published, format_markdown
+    from keras_regnet.cli.main import format_zoo_markdown, zoo_table  # the old names still import
+
+    assert zoo_table is compare_with_published and format_zoo_markdown is format_markdown
+    rows = compare_with_published()
+    assert [r["name"] for r in rows] == list(published_models()) and all(r["matches"] for r in rows)
+    x200 = rows[0]
+    assert (x200["flops"], x200["params"], x200["acts"]) == (199_040_872, 2_684_792, 2_164_056)
+    assert x200["stage_widths"] == (24, 56, 152, 368) and "keras_params" not in x200
+    assert format_markdown(rows).splitlines()[2] == (
+        "| RegNetX-200MF | [1, 1, 4, 7] | [24, 56, 152, 368] | [8, 8, 8, 8] | 0.199 | 2,684,792 | 2,164,056 | 31.09 | yes |"
+    )
+
+
+class FakeTrain:
+    """Stands in for training.train: records each call's arguments, raises ``raising`` if set."""
+
+    def __init__(self):
+        self.calls, self.raising = [], None
+
+    def __call__(self, model, **kwargs):
+        self.calls.append(dict(kwargs, model=model))
+        if self.raising is not None:
+            raise self.raising
+        return {"model": model, "final": {"val_accuracy": 0.25, "val_top5_accuracy": 0.75}}
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    import keras_regnet.training
+
+    fake = FakeTrain()
+    monkeypatch.setattr(keras_regnet.training, "train", fake)  # what the train command calls
+    return fake
+
+
+def test_train_options_reach_train(fake_train, capsys):
+    assert cli.main(["train", "--time-budget", "90", "--output-dir", "out"]) == 0
+    call = fake_train.calls[-1]
+    assert call["time_budget_s"] == 90.0 and call["output_dir"] == "out" and call["data"] == "embedded"
+    recipe = call["recipe"]
+    # The embedded default: 15 epochs of batch 64 at 32x32, and pycls's learning rate scaled to
+    # that batch by the recipe's rule (0.8 at 1024 -> 0.05).
+    assert (recipe.epochs, recipe.batch_size, recipe.image_size, recipe.warmup_epochs) == (15, 64, 32, 2)
+    assert recipe.lr == pytest.approx(0.05)
+    assert "validation accuracy 0.2500 (top-5 0.7500)" in capsys.readouterr().out
+
+    assert cli.main(["train", "--batch-size", "32", "--optimizer", "adamw", "--ema", "0.999"]) == 0
+    recipe = fake_train.calls[-1]["recipe"]
+    assert recipe.lr == pytest.approx(0.025) and recipe.optimizer == "adamw" and recipe.ema_decay == 0.999
+    assert fake_train.calls[-1]["time_budget_s"] is None
+    assert cli.main(["train", "--data", "imagenet2012", "--lr", "0.3"]) == 0
+    recipe = fake_train.calls[-1]["recipe"]
+    assert (recipe.epochs, recipe.batch_size, recipe.image_size, recipe.lr) == (100, 1024, 224, 0.3)
+
+
+def test_train_exit_statuses(fake_train, capsys):
+    from keras_regnet.training import TrainingDiverged
+
+    fake_train.raising = TrainingDiverged("training diverged: loss is nan at epoch 3")
+    assert cli.main(["train"]) == 3
+    assert capsys.readouterr().err == "keras-regnet: training diverged: loss is nan at epoch 3\n"
+    fake_train.raising = KeyboardInterrupt()
+    assert cli.main(["train"]) == 130
+    assert capsys.readouterr().err == "keras-regnet: interrupted\n"
+    fake_train.raising = RuntimeError("out of memory")
+    assert cli.main(["train"]) == 1
+    assert "keras-regnet: error: out of memory (RuntimeError; run again" in capsys.readouterr().err
+
+
+# --help and the commands that need no model must not start Keras (several seconds with TensorFlow).
+LOADED = """
+import sys
+from keras_regnet.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print({m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules} or "none")
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["train", "--help"], ["export", "-h"], ["zoo", "--help"], ["complexity", "RegNetX-200MF"]]
+)
+def test_help_starts_no_backend(args, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "keras-regnet" in proc.stdout or "RegNetX-200MF" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "none", proc.stdout.splitlines()[-1]
+
+
+# A line of a native (absl / TensorFlow C++) log, e.g. "I0000 00:00:1795465877.517785   24221
+# cudart_stub.cc:31] Could not find cuda drivers ...", or absl's banner and TensorFlow's CPU notice.
+NATIVE_LOG = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]|absl::InitializeLog|rebuild TensorFlow")
+
+
+def native_log_lines(text):
+    return [line for line in text.splitlines() if NATIVE_LOG.search(line)]
+
+
+def run_quietly(args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, **kwargs)
+
+
+def test_native_start_up_lines_are_hidden_unless_verbose():
+    script = shutil.which("keras-regnet")
+    assert script, "the keras-regnet console script is not installed (pip install -e .)"
+    # What TensorFlow prints on this machine when imported and asked for its devices.
+    reference = run_quietly([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"])
+    printed = native_log_lines(reference.stderr)
+
+    quiet = run_quietly([script, "summary", "RegNetX-200MF", "--resolution", "32"])
+    assert quiet.returncode == 0 and "s4_b7_out" in quiet.stdout, quiet.stderr[-3000:]
+    assert native_log_lines(quiet.stderr) == [], quiet.stderr[-3000:]
+    complexity = run_quietly([script, "complexity", "RegNetX-200MF"])
+    assert complexity.returncode == 0 and complexity.stderr == ""
+
+    verbose = run_quietly([script, "summary", "RegNetX-200MF", "--resolution", "32", "--verbose"])
+    assert verbose.returncode == 0 and "s4_b7_out" in verbose.stdout
+    # The same messages (time stamps and thread ids aside); building the model may add more.
+    shown = {line.split("]", 1)[-1] for line in native_log_lines(verbose.stderr)}
+    assert {line.split("]", 1)[-1] for line in printed} <= shown, verbose.stderr[-3000:]
+
+
+QUIET_BLOCK = """
+import os, sys, warnings
+from keras_regnet.cli.quiet import native_stderr_silenced
+
+with native_stderr_silenced():
+    os.write(2, b"native line\\n")
+    print("python line", file=sys.stderr)
+    warnings.warn("python warning")
+os.write(2, b"native after\\n")
+raise SystemExit("our error")
+"""
+
+
+def test_silencing_native_output_keeps_python_output():
+    proc = subprocess.run([sys.executable, "-c", QUIET_BLOCK], capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line not in native_log_lines(proc.stderr)]
+    assert "native line" not in lines and lines[0] == "python line" and "UserWarning: python warning" in lines[1]
+    assert lines[-2:] == ["native after", "our error"] and proc.returncode == 1

@@ -171,3 +171,13 @@ def test_unexpected_errors_say_how_to_see_more():
 
     assert describe_error(TypeError("bad\nsecond line")) == "bad (TypeError; run again with --debug for the traceback)"
     assert describe_error(OSError(errno.ENOSPC, "No space left on device", "/x")) == "No space left on device: /x"
+
+
+def test_the_error_line_is_all_of_stderr(tmp_path):
+    # TensorFlow's native start-up lines are hidden, so the error is not buried under them ...
+    proc = run_cli("summary", "RegNetZ-1GF", cwd=tmp_path)
+    line = assert_one_error_line(proc, "RegNetZ-1GF")
+    assert proc.stderr.splitlines() == [line] and proc.returncode == 2
+    # ... and still the last line, with the same status, when --verbose shows them.
+    proc = run_cli("--verbose", "summary", "RegNetZ-1GF", cwd=tmp_path)
+    assert proc.stderr.splitlines()[-1] == line and proc.returncode == 2

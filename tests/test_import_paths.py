@@ -6,8 +6,13 @@ code and monkeypatches written against them still act on the real thing.
 """
 
 import importlib
+import os
+import subprocess
+import sys
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MOVED = {
     "keras_regnet.datasets": "keras_regnet.data.cifar10",
@@ -58,3 +63,25 @@ def test_the_embedded_data_loads_through_its_old_path():
 
     images, labels, classes = load_embedded_cifar10("validation")
     assert images.shape == (1000, 32, 32, 3) and len(classes) == 10 and labels.max() == 9
+
+
+def _run(code):
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_importing_the_package_does_not_start_keras():
+    # keras-regnet --help and pure-numpy uses (RegNetConfig, complexity) stay fast.
+    assert _run("import sys, keras_regnet; print('keras' in sys.modules, 'tensorflow' in sys.modules)") == ["False", "False"]
+
+
+def test_keras_load_model_knows_our_classes_when_keras_came_first():
+    code = (
+        "import keras, keras_regnet, numpy as np\n"
+        "m = keras.saving.load_model('tests/fixtures/keras_regnet-0.1.0.keras')\n"
+        "d = np.load('tests/fixtures/keras_regnet-0.1.0.expected.npz')\n"
+        "print(float(np.abs(m.predict(d['inputs'], verbose=0) - d['outputs']).max()), type(m.optimizer).__name__)\n"
+    )
+    error, optimizer = _run(code)
+    assert float(error) <= 1e-5 and optimizer == "CoupledWeightDecaySGD"

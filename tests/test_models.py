@@ -34,7 +34,7 @@ def test_trainable_params_equal_pycls(name):
 
 def test_every_published_model_builds_with_published_params():
     # The whole zoo, via the same code path as `keras-regnet zoo --build`.
-    from keras_regnet.cli.main import zoo_table
+    from keras_regnet.architecture.published import compare_with_published as zoo_table
 
     rows = zoo_table(build=True, progress=False)
     assert len(rows) == 24

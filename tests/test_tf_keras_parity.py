@@ -6,11 +6,12 @@ preprocessing; loading their weights builds our model that way.
 
 import numpy as np
 import pytest
+from conftest import require
 
 import keras_regnet
-from keras_regnet.cli import main as cli
+from keras_regnet import cli
 
-tf_keras = pytest.importorskip("tf_keras")
+tf_keras = require("tf_keras")
 
 
 def _tf_keras_model(builder_name, seed=0):
