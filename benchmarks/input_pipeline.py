@@ -1,6 +1,10 @@
-"""Does the tf.data pipeline keep up with training?  Images/s of each, one run.
+"""Does the input pipeline keep up with training?  Images/s of each, one run.
 
     python benchmarks/input_pipeline.py [--steps 30]
+    KERAS_BACKEND=jax python benchmarks/input_pipeline.py   # the TensorFlow-free pipeline
+
+Both go through :func:`keras_regnet.data.prepare`: tf.data on TensorFlow, a
+``keras.utils.PyDataset`` (numpy + Pillow) on other backends.
 
 Measures (CPU, this machine):
 * the training input pipeline alone (decode + augment + batch + prefetch):
@@ -21,12 +25,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_regnet.data import tf_pipeline as ip  # noqa: E402
+from keras_regnet.data import numpy_batches, prepare  # noqa: E402
 from keras_regnet.training import Recipe, compile_model  # noqa: E402
 
 
-def pipeline_rate(ds, steps):
-    it = iter(ds)
+def forever(batches):
+    while True:
+        yield from numpy_batches(batches)
+
+
+def pipeline_rate(batches, steps):
+    it = forever(batches)
     next(it)
     t = time.perf_counter()
     n = 0
@@ -36,11 +45,11 @@ def pipeline_rate(ds, steps):
     return n / (time.perf_counter() - t)
 
 
-def training_rate(model, ds, steps, recipe):
+def training_rate(model, batches, steps, recipe):
     compile_model(model, recipe, steps_per_epoch=steps)
-    model.fit(ds.take(2), epochs=1, verbose=0)  # trace
+    model.fit(batches, epochs=1, steps_per_epoch=2, verbose=0)  # trace
     t = time.perf_counter()
-    model.fit(ds.take(steps), epochs=1, verbose=0)
+    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
     return steps * recipe.batch_size / (time.perf_counter() - t)
 
 
@@ -64,9 +73,7 @@ def main():
     from dataclasses import replace
 
     small = Recipe(epochs=1, batch_size=64, image_size=32)
-    src = ip.open_source("embedded")
-    train_small, _ = ip.make_datasets(src, small, small_images=True)
-    train_small = train_small.repeat()
+    train_small = prepare("embedded", small, small_images=True).train
     p_small = pipeline_rate(train_small, args.steps)
     cfg = replace(keras_regnet.published_models()["RegNetX-200MF"].config, stem_stride=1)
     m_small = keras_regnet.RegNet(cfg, input_shape=(32, 32, 3), classes=10)
@@ -74,9 +81,7 @@ def main():
 
     big = Recipe(epochs=1, batch_size=32, image_size=224)
     with tempfile.TemporaryDirectory() as d:
-        src = ip.open_source(jpeg_folder(d))
-        train_big, _ = ip.make_datasets(src, big)
-        train_big = train_big.repeat()
+        train_big = prepare(jpeg_folder(d), big, small_images=False).train
         p_big = pipeline_rate(train_big, args.steps)
         m_big = keras_regnet.get_model("RegNetY-800MF", classes=4)
         t_big = training_rate(m_big, train_big, max(3, args.steps // 6), big)

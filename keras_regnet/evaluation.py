@@ -1,18 +1,20 @@
 """Evaluate RegNets against the published ImageNet errors (pycls's eval protocol).
 
 Images get pycls's eval transform (shorter side to 256, bilinear; centre crop
-224: :func:`keras_regnet.input_pipeline.eval_resize_crop`), then top-1 and
-top-5 error are counted over the whole split and set beside the numbers the
-pycls model zoo publishes.
+224: ``eval_resize_crop`` of :mod:`keras_regnet.data.transforms_tf` /
+:mod:`keras_regnet.data.transforms_numpy`), then top-1 and top-5 error are
+counted over the whole split and, for a published model, set beside the
+numbers the pycls model zoo publishes.
 
-Data:
+Data (:func:`keras_regnet.data.open_eval_source`):
   * a TensorFlow Datasets name (``imagenet2012``: its ``validation`` split;
-    ImageNet needs ``manual_dir`` with the downloaded archives);
+    ImageNet needs ``manual_dir`` with the downloaded archives; TensorFlow
+    backend only);
   * a directory of class subfolders (``DIR/<class>/<image>``, or ``DIR/val/``
-    / ``DIR/validation/`` holding them).  Folders named by WordNet id
-    (``n01440764``) map to those ImageNet labels, any subset of them;
-    otherwise there must be one folder per model class, in label order when
-    sorted.
+    / ``DIR/validation/`` holding them), on every backend.  Folders named by
+    WordNet id (``n01440764``) map to those ImageNet labels, any subset of
+    them; otherwise there must be one folder per model class, in label order
+    when sorted.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import numpy as np
 
 from keras_regnet.atomic import write_text
 from keras_regnet.architecture.config import check_int
+from keras_regnet.data import Examples, Source, eval_batches, numpy_batches, open_eval_source
 
 
 @dataclasses.dataclass
 class EvalData:
     """Batched (image, label) pairs ready for a model, and what they are."""
 
-    dataset: object  # tf.data.Dataset of (float32 images, int labels)
+    dataset: object  # (float32 images, int labels): tf.data.Dataset on TensorFlow, keras.utils.PyDataset otherwise
     num_images: Optional[int]  # None: not known before reading
     description: str
 
@@ -60,6 +63,18 @@ def _directory_labels(root: str, classes: List[str], num_classes: int) -> Dict[s
     return {c: i for i, c in enumerate(classes)}
 
 
+def _model_labelled(source: Source, data: str, num_classes: int) -> Examples:
+    """The source's split with labels in the model's class order."""
+    examples = source.validation
+    if examples.tfds_split is not None:  # the dataset's own labels
+        if source.num_classes != num_classes:
+            raise ValueError(f"data={data!r} has {source.num_classes} classes; the model has {num_classes}.")
+        return examples
+    label_of = _directory_labels(data, source.class_names, num_classes)
+    model_labels = np.array([label_of[c] for c in source.class_names], np.int64)
+    return dataclasses.replace(examples, labels=model_labels[examples.labels])
+
+
 def open_eval_data(
     data: str,
     num_classes: int,
@@ -71,42 +86,14 @@ def open_eval_data(
     limit: Optional[int] = None,
 ) -> EvalData:
     """Open ``data`` (directory or tfds name) for evaluation with pycls's eval transform."""
-    from keras_regnet.data import tf_pipeline as ip
-
-    if not isinstance(data, str) or not data:
-        raise ValueError(f"data must be a TensorFlow Datasets name or a directory; got data={data!r}.")
     check_int("batch_size", batch_size)
     if limit is not None:
         check_int("limit", limit)
-    if os.path.isdir(data):
-        root = next((os.path.join(data, s) for s in ("val", "validation") if os.path.isdir(os.path.join(data, s))), data)
-        classes = ip.subfolders(root)
-        if not classes:
-            raise ValueError(f"data={data!r} has no class subfolders (expected DIR/<class>/<image>).")
-        labels_of = _directory_labels(data, classes, num_classes)
-        files, labels = ip.list_class_folder(root, classes)
-        if not files:
-            raise ValueError(f"data={data!r} contains no images with extensions {ip.IMAGE_EXTENSIONS}.")
-        labels = [labels_of[classes[i]] for i in labels]
-        dataset, num, description = ip.decode_files(files, labels), len(files), f"{root} ({len(classes)} classes)"
-    else:
-        builder = ip.prepare_tfds(data, data_dir, manual_dir)
-        split = split or ip.validation_split_name(builder)
-        known = builder.info.splits  # empty when TFDS has no split metadata (e.g. mock data)
-        if known and split not in known:
-            raise ValueError(f"split must be one of {sorted(builder.info.splits)} for data={data!r}; got split={split!r}.")
-        if builder.info.features["label"].num_classes != num_classes:
-            raise ValueError(
-                f"data={data!r} has {builder.info.features['label'].num_classes} classes; the model has {num_classes}."
-            )
-        dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        num, description = (known[split].num_examples if known else None), f"{data}:{split}"
+    source = open_eval_source(data, split=split, data_dir=data_dir, manual_dir=manual_dir)
+    examples = _model_labelled(source, data, num_classes)
     if limit is not None:
-        dataset, num = dataset.take(limit), (min(num, limit) if num is not None else None)
-    dataset = dataset.map(
-        lambda image, label: (ip.eval_resize_crop(image, image_size), label), num_parallel_calls=ip.AUTOTUNE
-    )
-    return EvalData(dataset.batch(batch_size).prefetch(ip.AUTOTUNE), num, description)
+        examples = examples.take(limit)
+    return EvalData(eval_batches(examples, image_size, batch_size), examples.count, source.description)
 
 
 def _published(name: str):
@@ -116,6 +103,43 @@ def _published(name: str):
         return lookup(name)
     except ValueError:
         return None
+
+
+def _count_errors(net, eval_data: EvalData, verbose: int):
+    """``(images, top-1 error, top-5 error, seconds)`` of ``net`` over ``eval_data`` (errors in percent)."""
+    k = min(5, net.output.shape[-1])
+    top1 = top5 = seen = 0
+    bar = keras.utils.Progbar(eval_data.num_images, unit_name="image") if verbose else None
+    start = time.perf_counter()
+    for images, labels in numpy_batches(eval_data.dataset):
+        scores = np.asarray(net.predict_on_batch(images))
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top1 += int(np.sum(best[:, 0] == labels))
+        top5 += int(np.sum(np.any(best == labels[:, None], axis=1)))
+        seen += len(labels)
+        if bar is not None:
+            bar.update(seen, [("top1_err", 100.0 * (1 - top1 / seen))])
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.update(seen, finalize=True)
+    if seen == 0:
+        return 0, None, None, seconds
+    return seen, 100.0 * (1 - top1 / seen), 100.0 * (1 - top5 / seen), seconds
+
+
+def _compare_with_published(result: dict, num_classes: int) -> dict:
+    """Fill in the published errors and the differences when the model is a published ImageNet model.
+
+    Published: named as one of the 24 models and with ImageNet's 1000 classes
+    (a fine-tuned copy keeps the name but not the task).
+    """
+    published = _published(result["model"]) if num_classes == 1000 else None
+    if published is not None:
+        result["model"] = published.name
+        result.update(published_top1_err=published.top1_err, published_top5_err=published.top5_err)
+        result["top1_err_diff"] = result["top1_err"] - published.top1_err
+        result["top5_err_diff"] = result["top5_err"] - published.top5_err
+    return result
 
 
 def evaluate(
@@ -155,25 +179,10 @@ def evaluate(
     from keras_regnet.architecture.models import model_from_argument
 
     net, name, weights_text = model_from_argument(model, weights)
-    num_classes = net.output.shape[-1]
     if len(net.output.shape) != 2:
         raise ValueError(f"model must output class scores (batch, classes); its output shape is {net.output.shape}.")
-    eval_data = open_eval_data(data, num_classes, image_size, batch_size, split, data_dir, manual_dir, limit)
-    k = min(5, num_classes)
-    top1 = top5 = seen = 0
-    bar = keras.utils.Progbar(eval_data.num_images, unit_name="image") if verbose else None
-    start = time.perf_counter()
-    for images, labels in eval_data.dataset.as_numpy_iterator():
-        scores = np.asarray(net.predict_on_batch(images))
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        top1 += int(np.sum(best[:, 0] == labels))
-        top5 += int(np.sum(np.any(best == labels[:, None], axis=1)))
-        seen += len(labels)
-        if bar is not None:
-            bar.update(seen, [("top1_err", 100.0 * (1 - top1 / seen))])
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.update(seen, finalize=True)
+    eval_data = open_eval_data(data, net.output.shape[-1], image_size, batch_size, split, data_dir, manual_dir, limit)
+    seen, top1_err, top5_err, seconds = _count_errors(net, eval_data, verbose)
     if seen == 0:
         raise ValueError(f"data={data!r} yielded no images to evaluate.")
     result = {
@@ -182,8 +191,8 @@ def evaluate(
         "data": eval_data.description,
         "num_images": seen,
         "image_size": image_size,
-        "top1_err": 100.0 * (1 - top1 / seen),
-        "top5_err": 100.0 * (1 - top5 / seen),
+        "top1_err": top1_err,
+        "top5_err": top5_err,
         "published_top1_err": None,
         "published_top5_err": None,
         "top1_err_diff": None,
@@ -191,13 +200,7 @@ def evaluate(
         "seconds": seconds,
         "images_per_second": seen / seconds,
     }
-    published = _published(name)
-    if published is not None:
-        result["model"] = published.name
-        result.update(published_top1_err=published.top1_err, published_top5_err=published.top5_err)
-        result["top1_err_diff"] = result["top1_err"] - published.top1_err
-        result["top5_err_diff"] = result["top5_err"] - published.top5_err
-    return result
+    return _compare_with_published(result, net.output.shape[-1])
 
 
 def _fmt(value, spec=".2f", signed=False):

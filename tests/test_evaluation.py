@@ -14,8 +14,8 @@ from PIL import Image
 
 from keras_regnet import evaluation
 from keras_regnet.cli.main import main
-from keras_regnet.data.tf_pipeline import eval_resize_crop
-from keras_regnet.data.numpy_pipeline import eval_resize_crop as numpy_eval_resize_crop
+from keras_regnet.data.transforms_tf import eval_resize_crop
+from keras_regnet.data.transforms_numpy import eval_resize_crop as numpy_eval_resize_crop
 from keras_regnet.architecture.preprocessing import imagenet_classes
 
 pycls_transforms = pytest.importorskip("pycls.datasets.transforms")

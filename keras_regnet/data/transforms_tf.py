@@ -1,0 +1,187 @@
+"""pycls's transforms in TensorFlow ops, for tf.data (and exported SavedModels).
+
+Every function here has a twin of the same name and signature in
+:mod:`keras_regnet.data.transforms_numpy` (read its module docstring for
+the shared conventions); ``tests/test_transforms.py`` runs one statistical
+test over both.
+
+Here ``rng`` is a stateless seed, an integer tensor of shape ``[2]`` (the
+input pipeline draws one per example from ``tf.data.Dataset.random``), or,
+for eager use, a ``tf.random.Generator`` (:func:`make_rng`).  Stateless ops
+keep the pipeline free of captured random state, which tf.distribute
+would otherwise have to carry into every worker's copy of the dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from keras_regnet.data.geometry import (
+    CIFAR_PAD,
+    CROP_AREA,
+    CROP_ASPECT,
+    CROP_TRIES,
+    EIG_VALS,
+    EIG_VECS,
+    eval_scale_size,
+)
+
+
+def make_rng(seed=None) -> tf.random.Generator:
+    """A random generator for eager use of these transforms (``seed=None``: fresh entropy)."""
+    return tf.random.Generator.from_non_deterministic_state() if seed is None else tf.random.Generator.from_seed(seed)
+
+
+def split_rng(rng, n: int):
+    """A list of ``n`` independent stateless seeds (each shape ``[2]``) from a seed or a generator."""
+    if isinstance(rng, tf.random.Generator):
+        return tf.unstack(rng.make_seeds(n), axis=1)
+    return tf.unstack(tf.random.split(tf.cast(rng, tf.int64), n))
+
+
+def as_float(image):
+    """``image`` as float32, values unchanged."""
+    return tf.cast(image, tf.float32)
+
+
+def scale_center_crop(image, short: int, size: int):
+    """pycls's ``center_crop(size, scale(short, image))`` in graph ops (float32 out).
+
+    Shorter side to ``short`` (bilinear, the longer side floored; no resize
+    if the shorter side already has that length), then the central ``size``
+    x ``size`` with offsets rounded up: the geometry of
+    :func:`keras_regnet.data.geometry.scale_crop_geometry`.
+    """
+    shape = tf.shape(image)[:2]
+    h, w = shape[0], shape[1]
+    ratio = tf.cast(tf.maximum(h, w), tf.float64) / tf.cast(tf.minimum(h, w), tf.float64)
+    long_side = tf.cast(tf.floor(ratio * short), tf.int32)
+    new_h = tf.where(w < h, long_side, short)
+    new_w = tf.where(w < h, short, long_side)
+    keep = tf.equal(tf.minimum(h, w), short)
+    new_h, new_w = tf.where(keep, h, new_h), tf.where(keep, w, new_w)
+    image = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
+    top, left = (new_h - size + 1) // 2, (new_w - size + 1) // 2
+    return image[top : top + size, left : left + size]
+
+
+def eval_resize_crop(image, size: int):
+    """pycls's eval transform: shorter side to ``size * 256 / 224``, central ``size`` x ``size``."""
+    return scale_center_crop(image, eval_scale_size(size), size)
+
+
+def _crop_and_resize(image, crop_h, crop_w, size, seed):
+    """A ``crop_h`` x ``crop_w`` box at a uniform position (every position), resized to ``size``."""
+    shape = tf.shape(image)
+    y_seed, x_seed = split_rng(seed, 2)
+    y = tf.random.stateless_uniform([], y_seed, 0, shape[0] - crop_h + 1, tf.int32)
+    x = tf.random.stateless_uniform([], x_seed, 0, shape[1] - crop_w + 1, tf.int32)
+    return tf.image.resize(image[y : y + crop_h, x : x + crop_w], (size, size), method="bilinear")
+
+
+def inception_crop(image, size: int, rng):
+    """pycls's ``random_sized_crop`` (see the numpy twin for the exact rule), in graph ops.
+
+    All 10 tries are drawn at once and the first box that fits is used; when
+    none fits, pycls's fallback: shorter side to ``size``, centre crop.
+    """
+    area_seed, aspect_seed, swap_seed, place_seed = split_rng(rng, 4)
+    image = tf.cast(image, tf.float32)
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
+    area = tf.random.stateless_uniform([CROP_TRIES], area_seed, *CROP_AREA, dtype=tf.float64) * h * w
+    aspect = tf.random.stateless_uniform([CROP_TRIES], aspect_seed, *CROP_ASPECT, dtype=tf.float64)
+    crop_h, crop_w = tf.round(tf.sqrt(area / aspect)), tf.round(tf.sqrt(area * aspect))  # half to even, as Python
+    swap = tf.random.stateless_uniform([CROP_TRIES], swap_seed, dtype=tf.float64) < 0.5
+    crop_h, crop_w = tf.where(swap, crop_w, crop_h), tf.where(swap, crop_h, crop_w)
+    fits = (crop_h <= h) & (crop_w <= w)
+    first = tf.argmax(tf.cast(fits, tf.int32))
+    out = tf.cond(
+        tf.reduce_any(fits),
+        lambda: _crop_and_resize(image, tf.cast(crop_h[first], tf.int32), tf.cast(crop_w[first], tf.int32), size, place_seed),
+        lambda: scale_center_crop(image, size, size),
+    )
+    return tf.ensure_shape(out, [size, size, 3])
+
+
+def random_flip(image, rng):
+    """Horizontal flip with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(tf.cast(image, tf.float32), split_rng(rng, 1)[0])
+
+
+def pad_crop_flip(image, rng, pad: int = CIFAR_PAD):
+    """CIFAR augmentation: zero-pad by ``pad``, random crop back (offsets 0..2*pad), random flip."""
+    crop_seed, flip_seed = split_rng(rng, 2)
+    image = tf.cast(image, tf.float32)
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    return random_flip(tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed), flip_seed)
+
+
+def pca_lighting(image, std: float, rng):
+    """AlexNet lighting noise: pycls adds it to [0, 1] pixels, here scaled to [0, 255]."""
+    alpha = tf.random.stateless_normal([3], split_rng(rng, 1)[0], stddev=std)
+    return tf.cast(image, tf.float32) + 255.0 * tf.linalg.matvec(tf.constant(EIG_VECS), alpha * EIG_VALS)
+
+
+def _beta(alpha, seed):
+    a_seed, b_seed = split_rng(seed, 2)
+    a = tf.random.stateless_gamma([], a_seed, alpha)
+    b = tf.random.stateless_gamma([], b_seed, alpha)
+    return a / (a + b)
+
+
+def _cutmix(images, labels, other_x, other_y, alpha, seed):
+    beta_seed, y_seed, x_seed = split_rng(seed, 3)
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    cut = tf.sqrt(1.0 - _beta(alpha, beta_seed))
+    ch = tf.cast(cut * tf.cast(h, tf.float32), tf.int32)
+    cw = tf.cast(cut * tf.cast(w, tf.float32), tf.int32)
+    cy = tf.random.stateless_uniform([], y_seed, 0, h, tf.int32)
+    cx = tf.random.stateless_uniform([], x_seed, 0, w, tf.int32)
+    y0, y1 = tf.clip_by_value(cy - ch // 2, 0, h), tf.clip_by_value(cy + ch // 2, 0, h)
+    x0, x1 = tf.clip_by_value(cx - cw // 2, 0, w), tf.clip_by_value(cx + cw // 2, 0, w)
+    rows, cols = tf.range(h)[:, None], tf.range(w)[None, :]
+    box = tf.cast((rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1), images.dtype)[None, :, :, None]
+    area = tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(h * w, tf.float32)
+    return images * (1 - box) + other_x * box, (1 - area) * labels + area * other_y
+
+
+def mix(images, labels, mixup: float, cutmix: float, rng):
+    """Mixup or CutMix on a batch with one-hot ``labels`` (see the numpy twin for the rule)."""
+    perm_seed, coin_seed, mixup_seed, cutmix_seed = split_rng(rng, 4)
+    images, labels = tf.cast(images, tf.float32), tf.cast(labels, tf.float32)
+    perm = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(images)[0]), perm_seed)
+    other_x, other_y = tf.gather(images, perm), tf.gather(labels, perm)
+    mixed = (images, labels)
+    if mixup > 0:
+        lam = _beta(mixup, mixup_seed)
+        mixed = (lam * images + (1 - lam) * other_x, lam * labels + (1 - lam) * other_y)
+    if cutmix <= 0:
+        return mixed
+    cut_x, cut_y = _cutmix(images, labels, other_x, other_y, cutmix, cutmix_seed)
+    use_cutmix = tf.random.stateless_uniform([], coin_seed) < 0.5 if mixup > 0 else tf.constant(True)
+    return tf.where(use_cutmix, cut_x, mixed[0]), tf.where(use_cutmix, cut_y, mixed[1])
+
+
+@functools.lru_cache(maxsize=None)
+def randaugment_layer(magnitude: float):
+    """The ``keras.layers.RandAugment`` for ``magnitude``, made once so its random stream advances.
+
+    Build it eagerly (call this before tracing a tf.data map) so its
+    variables are not created inside a dataset function.
+    """
+    import keras
+
+    return keras.layers.RandAugment(value_range=(0, 255), factor=magnitude)
+
+
+def randaugment(images, magnitude: float):
+    """RandAugment on a batch: ``keras.layers.RandAugment`` in TensorFlow ops.
+
+    As Keras applies it to a batch: two operations drawn per batch, their
+    strengths per image.  Its random stream is the layer's own (seeded by
+    ``keras.utils.set_random_seed``).
+    """
+    return tf.cast(randaugment_layer(float(magnitude))(tf.cast(images, tf.float32), training=True), tf.float32)
