@@ -5,7 +5,7 @@ pycls's ``AnyNet`` ``state_dict`` keys (``stem.conv.weight``,
 ...) and torchvision's (``stem.0.weight``,
 ``trunk_output.block2.block2-0.f.b.1.running_var``, ``...f.se.fc1.bias``,
 ``fc.weight``) correspond one-to-one to the Keras layers of
-:mod:`keras_regnet.layers`.  This module takes a state as plain numpy arrays
+:mod:`keras_regnet.architecture.layers`.  This module takes a state as plain numpy arrays
 (reading checkpoint files is a separate concern), transposes PyTorch layouts
 to Keras layouts and, for pycls, flips the stem's input channels: pycls
 networks see BGR, ours (and torchvision's) see RGB.
