@@ -6,7 +6,7 @@ the first input batch to build the model (``_maybe_symbolic_build``: "Attempt
 to convert a value (PerReplica...)") and then fails reducing the scalar
 metric values (``reduce_per_replica``: "Invalid reduction dimension 0 for
 input with 0 dimensions").  ``keras_regnet.training.train`` works around both
-(``_enable_multi_worker_fit``); this test runs the CLI on two workers and
+(``keras_regnet.training.distribute.enable_multi_worker_fit``); this test runs the CLI on two workers and
 checks that they trained in sync.
 """
 

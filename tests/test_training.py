@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_regnet.data import tf_pipeline as ip
+from keras_regnet.data import prepare
 from keras_regnet.training.callbacks import TrainingDiverged
-from keras_regnet.training import CoupledWeightDecaySGD, EpochCosineSchedule, Recipe, epoch_lr, train
+from keras_regnet.training import CoupledWeightDecaySGD, EpochCosineSchedule, Recipe, epoch_lr, linear_scaled_lr, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def test_recipe_defaults_are_pycls():
     assert (r.warmup_epochs, r.warmup_factor, r.label_smoothing, r.mixup, r.cutmix, r.ema_decay) == (5, 0.1, 0, 0, 0, None)
     assert Recipe.for_model("RegNetX-32GF").batch_size == 256 and Recipe.for_model("RegNetX-32GF").lr == 0.2
     assert Recipe(batch_size=1024).lr == pytest.approx(0.8)  # 0.1 x batch / 128
-    assert Recipe(batch_size=64).lr == pytest.approx(0.05)
+    assert Recipe(batch_size=64).lr == pytest.approx(0.05) and linear_scaled_lr(256) == pytest.approx(0.2)
     # A smaller batch for a published model scales its learning rate with it (linear rule).
     assert Recipe.for_model("RegNetX-200MF", batch_size=128).lr == pytest.approx(0.1)
     assert Recipe.for_model("RegNetX-32GF", batch_size=512).lr == pytest.approx(0.4)
@@ -62,42 +62,7 @@ def test_weight_decay_is_coupled_like_pytorch_sgd():
     np.testing.assert_allclose(v.numpy(), tw.detach().numpy(), rtol=1e-6, atol=1e-7)
 
 
-def test_pca_lighting_noise_has_the_alexnet_covariance():
-    tf.random.set_seed(0)
-    noise = np.stack([(ip.pca_lighting(tf.zeros((1, 1, 3)), 0.1)[0, 0] / 255.0).numpy() for _ in range(3000)])
-    expected = ip.EIG_VECS @ np.diag((0.1 * ip.EIG_VALS) ** 2) @ ip.EIG_VECS.T
-    np.testing.assert_allclose(np.cov(noise.T), expected, atol=0.15 * expected.max())
-    # The same offset is added to every pixel.
-    img = ip.pca_lighting(tf.fill((4, 5, 3), 100.0), 0.1).numpy()
-    assert np.allclose(img, img[0, 0])
-
-
-def test_transforms_shapes_and_crop_statistics():
-    r = Recipe(image_size=64)
-    image = tf.cast(tf.random.uniform((120, 90, 3), 0, 255, tf.int32), tf.uint8)
-    assert ip.train_transform(image, r, small_images=False).shape == (64, 64, 3)
-    assert ip.eval_transform(image, r, small_images=False).shape == (64, 64, 3)
-    assert ip.train_transform(tf.zeros((32, 32, 3), tf.uint8), Recipe(image_size=32), small_images=True).shape == (32, 32, 3)
-    # Inception crop: area fraction within [0.08, 1], aspect within [3/4, 4/3].
-    areas = []
-    for _ in range(200):
-        begin, size, _ = tf.image.sample_distorted_bounding_box(
-            (200, 200, 3), tf.zeros([1, 0, 4]), min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
-            area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
-        areas.append(float(size[0] * size[1]) / 200**2)
-    assert 0.07 <= min(areas) and max(areas) <= 1.0 and np.mean(areas) < 0.8
-
-
-def test_mixup_and_cutmix_keep_label_mass():
-    x = tf.random.uniform((8, 16, 16, 3))
-    y = tf.one_hot(tf.range(8) % 4, 4)
-    for mixup, cutmix in ((0.2, 0.0), (0.0, 1.0), (0.2, 1.0)):
-        mx, my = ip.mix_batch(x, y, mixup, cutmix)
-        assert mx.shape == x.shape
-        np.testing.assert_allclose(tf.reduce_sum(my, axis=1), 1.0, rtol=1e-5)
-
-
-def test_directory_source(tmp_path):
+def test_directory_source_trains_at_the_recipe_size(tmp_path):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -105,10 +70,11 @@ def test_directory_source(tmp_path):
         (tmp_path / c).mkdir()
         for i in range(10):
             Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
-    source = ip.open_source(str(tmp_path))
-    assert source.class_names == ["cat", "dog"] and (source.num_train, source.num_validation) == (18, 2)
-    image, label = next(iter(source.train))
-    assert image.shape == (40, 50, 3) and int(label) == 0
+    data = prepare(str(tmp_path), Recipe(image_size=32, batch_size=6), small_images=False)
+    assert data.class_names == ["cat", "dog"] and (data.num_train, data.num_validation, data.steps_per_epoch) == (18, 2, 3)
+    images, labels = next(iter(data.train))
+    assert images.shape == (6, 32, 32, 3) and labels.shape == (6, 2)
+    np.testing.assert_allclose(np.sum(labels, axis=1), 1.0)
 
 
 def test_short_real_run_learns(tmp_path):
@@ -117,6 +83,7 @@ def test_short_real_run_learns(tmp_path):
     recipe = Recipe(epochs=6, batch_size=64, image_size=32, warmup_epochs=2)  # lr 0.1 x 64/128
     results = train("RegNetX-200MF", data="embedded", output_dir=str(tmp_path), recipe=recipe, verbose=0)
     assert results["small_images"] and results["num_train"] == 4000 and results["num_validation"] == 1000
+    assert (results["complete"], results["epochs_done"], results["epochs_run_this_call"]) == (True, 6, 6)
     assert results["final"]["val_accuracy"] >= 0.30, results["final"]
     assert results["final"]["val_top5_accuracy"] >= 0.75, results["final"]
     for name in ("best.keras", "last.keras", "log.csv", "curves.png", "results.json"):
@@ -125,6 +92,29 @@ def test_short_real_run_learns(tmp_path):
     assert restored.output.shape == (None, 10)
     with open(tmp_path / "log.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(6))
+
+
+def test_train_takes_arrays_and_ready_batches(tmp_path):
+    from keras_regnet import RegNetConfig
+
+    config = RegNetConfig(depth=4, w0=24, wa=24.0, wm=2.5, group_width=8)  # small: quick on a CPU
+    recipe = Recipe(epochs=1, batch_size=32, image_size=32, warmup_epochs=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 96)
+    results = train(config, data=(images[:64], labels[:64]), validation_data=(images[64:], labels[64:]),
+                    output_dir=str(tmp_path / "arrays"), recipe=recipe, verbose=0)
+    assert (results["num_train"], results["num_validation"], results["epochs_done"]) == (64, 32, 1)
+    assert math.isfinite(results["final"]["val_loss"])
+    assert keras.models.load_model(tmp_path / "arrays" / "last.keras").output.shape == (None, 3)
+
+    one_hot = np.eye(3, dtype="float32")[labels]
+    batches = tf.data.Dataset.from_tensor_slices((images.astype("float32"), one_hot)).batch(32)
+    results = train(config, data=batches, output_dir=str(tmp_path / "batches"), recipe=recipe, verbose=0)
+    assert results["data"] == "_BatchDataset given by the caller" and results["epochs_run_this_call"] == 1
+    assert math.isfinite(results["final"]["loss"]) and "val_loss" not in results["final"]
+    # The model's name is the builder's (keras_regnet.architecture.zoo.function_name).
+    assert keras.models.load_model(tmp_path / "batches" / "last.keras").name == "custom"
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
@@ -201,15 +191,13 @@ def test_bad_inputs_fail_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"Unknown RegNet model name='RegNetQ'"):
         train("RegNetQ", output_dir=str(tmp_path / "c"), recipe=small)
 
-    class ThreeReplicas:  # a stand-in tf.distribute strategy
-        num_replicas_in_sync = 3
-
-        def scope(self):
-            raise AssertionError("no model may be built when the batch does not divide")
+    def no_scope():
+        raise AssertionError("no model may be built when the batch does not divide")
 
     import keras_regnet.training.loop as training
+    from keras_regnet.training.distribute import Distribution
 
-    monkeypatch.setattr(training, "make_strategy", lambda name: ThreeReplicas())
+    monkeypatch.setattr(training, "make_distribution", lambda name: Distribution(replicas=3, scope=no_scope))
     with pytest.raises(ValueError, match=r"batch_size=64 is not divisible by the 3 replicas"):
         train(output_dir=str(tmp_path / "d"), recipe=small)
 

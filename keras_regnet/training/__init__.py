@@ -1,24 +1,31 @@
 """Training with pycls's recipe in ``model.fit``.
 
 ``from keras_regnet.training import Recipe, train`` is the documented entry
-point.  The pieces: ``recipe`` (hyper-parameters and pycls's schedule
-formula), ``optimizer`` (the schedule and SGD as Keras objects, compile),
-``distribute`` (tf.distribute / keras.distribution and every Keras
-workaround), ``callbacks`` and ``loop`` (``train``).
+point.  The pieces: ``recipe`` (hyper-parameters, pycls's learning-rate rule
+and schedule formula), ``optimizer`` (the schedule and SGD as Keras objects,
+compile), ``distribute`` (the backend and device interface,
+:class:`Distribution`, and every Keras workaround), ``callbacks`` (checkpoints,
+curves, the NaN stop, the time budget), ``loop`` (``train``, step by step) and
+``tf_free`` (keeping a process TensorFlow-free, as on machines without it).
 """
 
-from keras_regnet.training.callbacks import TrainingDiverged
+from keras_regnet.training.callbacks import TimeBudget, TrainingDiverged
+from keras_regnet.training.distribute import Distribution, make_distribution
 from keras_regnet.training.loop import train
 from keras_regnet.training.optimizer import CoupledWeightDecaySGD, EpochCosineSchedule, compile_model, make_optimizer
-from keras_regnet.training.recipe import Recipe, epoch_lr
+from keras_regnet.training.recipe import Recipe, epoch_lr, linear_scaled_lr
 
 __all__ = [
     "CoupledWeightDecaySGD",
+    "Distribution",
     "EpochCosineSchedule",
     "Recipe",
+    "TimeBudget",
     "TrainingDiverged",
     "compile_model",
     "epoch_lr",
+    "linear_scaled_lr",
+    "make_distribution",
     "make_optimizer",
     "train",
 ]

@@ -1,15 +1,24 @@
-"""Training callbacks: backups at epoch ends, atomic checkpoints, curves as a picture, a clear stop on NaN."""
+"""Training callbacks: atomic checkpoints, curves as a picture, a clear stop on NaN, a time budget.
+
+(``BackupAndRestore``, backups at epoch ends, is a Keras workaround and lives
+in :mod:`keras_regnet.training.distribute`; it is importable from here too.)
+"""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
+import time
+from typing import Optional
 
 import keras
 
 from keras_regnet.atomic import atomic_path
 from keras_regnet.architecture.plotting import save_figure
+from keras_regnet.training.distribute import BackupAndRestore
+
+__all__ = ["AtomicCheckpoints", "BackupAndRestore", "StopOnNaN", "TimeBudget", "TrainingCurves", "TrainingDiverged"]
 
 
 def _atomic_save(model, path):
@@ -17,34 +26,28 @@ def _atomic_save(model, path):
         model.save(tmp)
 
 
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` that also backs up at every epoch end.
-
-    With an integer ``save_freq`` (mid-epoch backups) Keras 3.15 saves only
-    every ``save_freq`` batches, so the last backup of an epoch still says
-    "in epoch N" and a run killed just after epoch N ended repeats all of it.
-    Backing up at the epoch end as well records "epoch N done".
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.save_freq != "epoch":  # "epoch" already saved in super()
-            self._save_model()
-
-
 class AtomicCheckpoints(keras.callbacks.Callback):
     """``last.keras`` after every epoch and ``best.keras`` on a new best ``monitor``.
 
     Each file is written to a temporary name and renamed into place, so a run
-    killed mid-write never leaves a truncated checkpoint behind.
+    killed mid-write never leaves a truncated checkpoint behind.  Give a
+    resumed run ``log_csv`` (its ``CSVLogger`` file): it then starts from the
+    best ``monitor`` value logged so far, so ``best.keras`` stays the best of
+    the whole run, not of the last call.
     """
 
-    def __init__(self, directory, monitor="val_accuracy", mode="max"):
+    def __init__(self, directory, monitor="val_accuracy", mode="max", log_csv: Optional[str] = None):
         super().__init__()
         self.directory = directory
         self.monitor = monitor
         self.sign = 1 if mode == "max" else -1
+        self.log_csv = log_csv
         self.best = -math.inf
+
+    def on_train_begin(self, logs=None):
+        if self.log_csv and os.path.isfile(os.path.join(self.directory, "best.keras")):
+            logged = [log_value(r, self.monitor) for r in read_log(self.log_csv)]
+            self.best = max((self.sign * v for v in logged if v is not None and math.isfinite(v)), default=-math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -81,6 +84,64 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after the epoch when the next one would end past ``budget_s`` seconds.
+
+    The budget counts from ``start`` (a ``time.monotonic()`` value; default:
+    the start of ``fit``), so work before ``fit`` (loading data, building)
+    can count too.  The next epoch is expected to take as long as the
+    slowest of the last three (the first, which includes compilation, only
+    while there is no other), plus ``margin``.  At least one epoch runs per
+    call, so repeated calls always make progress, and the last epoch of the
+    run is never cut.  The check runs at epoch ends, after the callbacks
+    listed before this one (put it last: backup, log and checkpoints are then
+    written).  Keras restores the epoch, not the step, from a backup, so a
+    mid-epoch stop would repeat that epoch's steps: the budget does not stop
+    mid-epoch.
+
+    When it stops training it keeps ``backup``'s files (a normal end of
+    ``fit`` deletes them), so running the same training again resumes from
+    there.  ``stopped`` says whether it stopped this call.  ``clock`` is the
+    time source (``start`` is on its scale), replaceable in tests.
+    """
+
+    def __init__(self, budget_s: float, backup: Optional[keras.callbacks.BackupAndRestore] = None,
+                 start: Optional[float] = None, margin: float = 0.1, clock=time.monotonic):
+        super().__init__()
+        if not budget_s > 0:
+            raise ValueError(f"time_budget_s must be a positive number of seconds; got {budget_s!r}.")
+        self.budget_s = float(budget_s)
+        self.backup = backup
+        self.start = start
+        self.margin = margin
+        self.clock = clock
+        self.stopped = False
+        self.epoch_s = []
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self._last = self.clock()
+        if self.start is None:
+            self.start = self._last
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.epoch_s.append(now - self._last)
+        self._last = now
+        if self.model.stop_training or epoch + 1 >= self.params.get("epochs", math.inf):
+            return
+        if now - self.start + (1 + self.margin) * self.next_epoch_s() > self.budget_s:
+            self.stopped = True
+            self.model.stop_training = True
+            if self.backup is not None:
+                self.backup.delete_checkpoint = False
+
+    def next_epoch_s(self) -> float:
+        """Expected length of the next epoch, from the epochs of this call."""
+        steady = self.epoch_s[1:] or self.epoch_s
+        return max(steady[-3:])
+
+
 class TrainingCurves(keras.callbacks.Callback):
     """Redraw loss and accuracy curves from the CSV log into a PNG after every epoch."""
 
@@ -93,12 +154,26 @@ class TrainingCurves(keras.callbacks.Callback):
         plot_training_curves(self.csv_path, self.png_path)
 
 
+def read_log(csv_path) -> list:
+    """The rows of a Keras ``CSVLogger`` file as dicts of strings (``[]`` when there is none)."""
+    if not os.path.isfile(csv_path):
+        return []
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def log_value(row: dict, key: str) -> Optional[float]:
+    """``row[key]`` as a float; ``None`` where it is missing or not a number (CSVLogger writes
+    ``"NA"`` in the ``val_`` columns of a run without validation data)."""
+    try:
+        return float(row[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def plot_training_curves(csv_path, png_path):
     """Plot a Keras CSVLogger file (loss and accuracy, train vs validation) to PNG."""
-    if not os.path.isfile(csv_path):
-        return None
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
+    rows = read_log(csv_path)
     if not rows:
         return None
     import matplotlib
@@ -110,8 +185,9 @@ def plot_training_curves(csv_path, png_path):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=110)
     for ax, key in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in rows[0]:
-                ax.plot(epochs, [float(r[prefix + key]) for r in rows], style, label=(prefix or "train_") + key)
+            values = [log_value(r, prefix + key) for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [math.nan if v is None else v for v in values], style, label=(prefix or "train_") + key)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

@@ -1,18 +1,28 @@
-"""Scaling out: tf.distribute strategies (TensorFlow) and keras.distribution (JAX).
+"""Backends and scaling out, behind one interface: :class:`Distribution`.
 
-Every workaround for a Keras bug on these paths lives here, with its
-upstream issue.
+:func:`make_distribution` turns a strategy name into a :class:`Distribution`:
+a ``tf.distribute`` strategy on TensorFlow, ``keras.distribution`` on JAX.
+``train()`` asks it only for the number of replicas, a ``scope()`` to build
+and compile in, the shuffle seed of the input pipeline, whether TensorBoard
+event files can be written, and ``prepare_model(model)``.
+
+Every workaround for Keras behaviour that training relies on lives here,
+with its upstream issue where one exists: the multi-worker ``fit``
+(:func:`enable_multi_worker_fit`) and backups at epoch ends
+(:class:`BackupAndRestore`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from typing import Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import keras
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "tpu")
-# Multi-worker training shuffles with this seed on every worker (see loop.py).
+# Multi-worker training shuffles with this seed on every worker (Distribution.shuffle_seed).
 MULTI_WORKER_SHUFFLE_SEED = 0
 
 
@@ -51,7 +61,8 @@ def in_multi_worker_mode(strategy) -> bool:
     """
     import tensorflow as tf
 
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended.in_multi_worker_mode()
+    # TensorFlow's own (private) predicate, the one Keras calls: any other test could disagree with Keras.
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def enable_multi_worker_fit(model, strategy):
@@ -125,3 +136,97 @@ def make_keras_distribution(name: str = "auto"):
     return keras.distribution.DataParallel(devices=devices)
 
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """What training needs to know about the backend and the devices it runs on.
+
+    Attributes:
+        replicas: model replicas a global batch is split across.
+        scope: a callable returning the context to build and compile in
+            (``strategy.scope`` / ``distribution.scope`` / a null context).
+        multi_worker: several worker processes (TensorFlow
+            MultiWorkerMirroredStrategy with a ``TF_CONFIG`` cluster).
+        tensorboard: whether TensorBoard event files can be written
+            (Keras writes them with ``tf.summary``, so TensorFlow only).
+        strategy: the ``tf.distribute`` strategy or ``keras.distribution``
+            object, or ``None``.
+    """
+
+    replicas: int = 1
+    scope: Callable[[], ContextManager] = contextlib.nullcontext
+    multi_worker: bool = False
+    tensorboard: bool = False
+    strategy: Any = None
+
+    @property
+    def shuffle_seed(self) -> Optional[int]:
+        """Seed for the training data's shuffle: fixed on multi-worker runs, else ``None``.
+
+        tf.distribute shards each global batch across the workers
+        (AutoShardPolicy DATA for in-memory data), which is a partition only
+        if every worker shuffles in the same order; unseeded, two workers
+        overlapped on about half their examples per epoch.
+        """
+        return MULTI_WORKER_SHUFFLE_SEED if self.multi_worker else None
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ``ValueError`` unless ``batch_size`` splits evenly across the replicas."""
+        if batch_size % self.replicas:
+            raise ValueError(
+                f"batch_size={batch_size} is not divisible by the {self.replicas} replicas of the "
+                f"distribution strategy; use a multiple of {self.replicas}."
+            )
+
+    def prepare_model(self, model):
+        """Make a built and compiled ``model`` ready for ``fit`` on this distribution."""
+        if self.multi_worker:
+            enable_multi_worker_fit(model, self.strategy)
+        return model
+
+
+def make_distribution(strategy: str = "auto") -> Distribution:
+    """The :class:`Distribution` for ``strategy`` on the current Keras backend.
+
+    Args:
+        strategy: on TensorFlow a ``tf.distribute`` strategy name (see
+            :func:`make_strategy`); on other backends ``auto``, ``none`` or
+            ``data_parallel`` (:func:`make_keras_distribution`).
+    """
+    if keras.backend.backend() == "tensorflow":
+        tf_strategy = make_strategy(strategy)
+        return Distribution(
+            replicas=tf_strategy.num_replicas_in_sync,
+            scope=tf_strategy.scope,
+            multi_worker=in_multi_worker_mode(tf_strategy),
+            tensorboard=True,
+            strategy=tf_strategy,
+        )
+    # tf.distribute needs TensorFlow; JAX scales with keras.distribution.
+    distribution = make_keras_distribution(strategy)
+    if distribution is None:
+        return Distribution()
+    return Distribution(
+        replicas=len(distribution.device_mesh.devices.flatten()), scope=distribution.scope, strategy=distribution
+    )
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that also backs up at every epoch end.
+
+    With an integer ``save_freq`` (mid-epoch backups) Keras 3.15 saves only
+    every ``save_freq`` batches (``keras/src/callbacks/backup_and_restore.py``,
+    ``on_epoch_end`` saves for ``save_freq="epoch"`` only), so the last
+    backup of an epoch still says "in epoch N" and a run killed just after
+    epoch N ended repeats all of it.  Backing up at the epoch end as well
+    records "epoch N done".  No upstream issue found (searched
+    keras-team/keras); Keras restores the epoch, never the step, so a run
+    resumed from a mid-epoch backup runs that epoch again in full, from the
+    backed-up weights.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":  # "epoch" already saved in super()
+            self._save_model()

@@ -1,4 +1,13 @@
-"""``train()``: a RegNet trained with the recipe in ``model.fit``, resumable and logged."""
+"""``train()``: a RegNet trained with the recipe in ``model.fit``, resumable and logged.
+
+``train()`` is a sequence of steps, each a function of this module:
+:func:`check_arguments`, :func:`make_distribution` (in ``distribute``),
+:func:`load_data`, :func:`build_model`, ``compile_model`` (in
+``optimizer``), :func:`make_callbacks`, :func:`fit` and
+:func:`write_results`.  Backend differences are behind the
+:class:`~keras_regnet.training.distribute.Distribution` the second step
+returns, and, for the input pipeline, behind :func:`keras_regnet.data.prepare`.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +22,12 @@ from typing import Optional, Union
 import keras
 
 from keras_regnet.architecture.config import RegNetConfig
-from keras_regnet.architecture.zoo import lookup
+from keras_regnet.architecture.models import RegNet
+from keras_regnet.architecture.zoo import function_name, lookup
 from keras_regnet.atomic import write_text
-from keras_regnet.training.distribute import (
-    MULTI_WORKER_SHUFFLE_SEED,
-    enable_multi_worker_fit,
-    in_multi_worker_mode,
-    make_keras_distribution,
-    make_strategy,
-)
+from keras_regnet.data import TrainingData, prepare
+from keras_regnet.training import callbacks as cb
+from keras_regnet.training.distribute import Distribution, make_distribution
 from keras_regnet.training.optimizer import compile_model
 from keras_regnet.training.recipe import Recipe
 
@@ -39,9 +45,20 @@ def check_output_dir(output_dir: str) -> str:
     return output_dir
 
 
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The resolved arguments of one ``train()`` call."""
+
+    name: str  # the paper's name, or "custom" for a RegNetConfig
+    config: RegNetConfig
+    recipe: Recipe
+    small_images: bool
+    output_dir: str
+
+
 def train(
     model: Union[str, RegNetConfig] = "RegNetX-200MF",
-    data: str = "embedded",
+    data="embedded",
     output_dir: str = "runs/regnet",
     recipe: Optional[Recipe] = None,
     small_images: Optional[bool] = None,
@@ -54,42 +71,88 @@ def train(
     strategy: str = "auto",
     backup_every_steps: Optional[int] = None,
     verbose: int = 1,
+    *,
+    validation_data=None,
+    time_budget_s: Optional[float] = None,
 ) -> dict:
     """Train a RegNet with the recipe in ``model.fit``; resumable and logged.
 
     Args:
         model: a published model name or a :class:`RegNetConfig`.
-        data: ``"embedded"`` (offline CIFAR-10 subset), a CIFAR-10 JPEG
-            ``.npz``, an image directory, or a TensorFlow Datasets name.
+        data: what to train on (see :func:`keras_regnet.data.prepare`):
+
+            - a name: ``"embedded"`` (offline CIFAR-10 subset, 4,000 training
+              and 1,000 validation images), a CIFAR-10 JPEG ``.npz``, an
+              image directory (one folder per class), or a TensorFlow
+              Datasets name (TensorFlow backend only);
+            - an ``(images, labels)`` pair of numpy arrays (uint8 NHWC RGB,
+              integer labels);
+            - a ready-batched ``tf.data.Dataset`` or ``keras.utils.PyDataset``
+              of ``(images, one-hot labels)`` (float RGB in [0, 255]).
+
+            Names and arrays are shuffled and go through the recipe's
+            transforms; ready batches are used as given (the recipe's
+            mixup, cutmix and randaugment are then refused).
         output_dir: checkpoints (``best.keras``, ``last.keras``), ``log.csv``,
-            ``curves.png``, ``tensorboard/``, ``backup/``, ``results.json``.
+            ``curves.png``, ``tensorboard/`` (TensorFlow), ``backup/``,
+            ``results.json``.
         recipe: hyper-parameters; default pycls's for the model.
         small_images: stride-1 stem and CIFAR-style augmentation; default:
             ``recipe.image_size <= 64``.
         weights: initial weights (``builder`` ``weights`` argument).
+        data_dir, manual_dir: TensorFlow Datasets folders.
         mixed_precision: ``None``/``"float32"``, ``"mixed_float16"``,
             ``"mixed_bfloat16"``.
         jit_compile, steps_per_execution: passed to ``model.compile``.
         strategy: on TensorFlow a ``tf.distribute`` strategy name (see
-            :func:`make_strategy`); on JAX ``auto``/``none``/``data_parallel``
-            (:func:`make_keras_distribution`).
+            :func:`~keras_regnet.training.distribute.make_strategy`); on JAX
+            ``auto``/``none``/``data_parallel``.
         backup_every_steps: also back up mid-epoch every N steps (default:
-            at epoch ends), so a killed run loses at most N steps.
+            at epoch ends).  Keras restores the epoch, not the step: a run
+            resumed from a mid-epoch backup keeps those updates and runs that
+            epoch again in full.
+        verbose: ``model.fit``'s verbosity.
+        validation_data: an ``(images, labels)`` pair or a ready-batched
+            dataset; replaces the validation split of a named source.
+        time_budget_s: stop after the epoch when the next one would end more
+            than this many seconds after the call started (at least one
+            epoch runs), keeping the backup: calling ``train`` again the same
+            way continues.  ``results["complete"]`` says whether the run
+            has all its epochs.
 
-    Running the same call again after an interruption (even ``kill -9``)
-    resumes from the last backup (``keras.callbacks.BackupAndRestore``).
+    Running the same call again after an interruption (even ``kill -9``) or a
+    time-budget stop resumes from the last backup
+    (``keras.callbacks.BackupAndRestore``).
 
     Returns:
-        The results dict also written to ``output_dir/results.json``.
+        The results dict also written to ``output_dir/results.json``:
+        ``complete`` and ``epochs_done`` (of ``recipe.epochs``), this call's
+        epochs, wall time and images/s, and the last epoch's metrics.
 
     Raises:
         ValueError: bad arguments, found before any training starts.
-        keras_regnet.callbacks.TrainingDiverged: the loss became NaN/inf.
+        keras_regnet.training.TrainingDiverged: the loss became NaN/inf.
     """
-    from keras_regnet.training import callbacks as cb
-    from keras_regnet.architecture.models import RegNet
+    start = time.monotonic()
+    run = check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s)
+    distribution = make_distribution(strategy)
+    distribution.check_batch_size(run.recipe.batch_size)
+    with dtype_policy(mixed_precision):
+        dataset = load_data(data, validation_data, run, distribution, data_dir=data_dir, manual_dir=manual_dir)
+        with distribution.scope():
+            net = build_model(run, len(dataset.class_names), weights)
+            compile_model(
+                net, run.recipe, dataset.steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution
+            )
+        net = distribution.prepare_model(net)
+        callbacks = make_callbacks(run, distribution, backup_every_steps, time_budget_s, start)
+        history, wall = fit(net, dataset, run.recipe, callbacks, verbose)
+    check_finite(callbacks)
+    return write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall)
 
-    # --- everything that can be wrong is checked before any work starts
+
+def check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s) -> Run:
+    """Everything that can be wrong with the arguments, checked before any work starts."""
     if isinstance(model, RegNetConfig):
         config, name = model, "custom"
         recipe = recipe or Recipe()
@@ -99,100 +162,119 @@ def train(
         recipe = recipe or Recipe.for_model(name)
     if mixed_precision not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}; got mixed_precision={mixed_precision!r}.")
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time_budget_s must be None or a positive number of seconds; got {time_budget_s!r}.")
     check_output_dir(output_dir)
-    on_tensorflow = keras.backend.backend() == "tensorflow"
-    multi_worker = False
-    if on_tensorflow:
-        dist = make_strategy(strategy)
-        replicas, scope = dist.num_replicas_in_sync, dist.scope
-        multi_worker = in_multi_worker_mode(dist)
-    else:
-        # tf.distribute needs TensorFlow; JAX scales with keras.distribution.
-        distribution = make_keras_distribution(strategy)
-        replicas = len(distribution.device_mesh.devices.flatten()) if distribution else 1
-        scope = distribution.scope if distribution else contextlib.nullcontext
-    if recipe.batch_size % replicas:
-        raise ValueError(
-            f"batch_size={recipe.batch_size} is not divisible by the {replicas} replicas of the "
-            f"distribution strategy; use a multiple of {replicas}."
-        )
     small = recipe.image_size <= 64 if small_images is None else small_images
-    if on_tensorflow:
-        from keras_regnet.data import tf_pipeline as input_pipeline
-
-        source = input_pipeline.open_source(data, data_dir=data_dir, manual_dir=manual_dir)
-        num_train, num_validation, class_names = source.num_train, source.num_validation, source.class_names
-    else:
-        from keras_regnet.data import numpy_pipeline
-
-        train_ds, val_ds, num_train, num_validation, class_names = numpy_pipeline.make_batches(data, recipe, small)
     if small:
         config = dataclasses.replace(config, stem_stride=1)
-    steps_per_epoch = num_train // recipe.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch_size={recipe.batch_size} is larger than the {num_train} training images of data={data!r}."
-        )
+    return Run(name=name, config=config, recipe=recipe, small_images=small, output_dir=output_dir)
 
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: Optional[str]):
+    """Keras's global dtype policy set to ``mixed_precision`` inside, float32 again after."""
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
     try:
-        if on_tensorflow:
-            # Multi-worker: tf.distribute shards each global batch across the
-            # workers (AutoShardPolicy DATA for in-memory data), which is a
-            # partition only if every worker shuffles in the same order; unseeded,
-            # two workers overlapped on about half their examples per epoch.
-            seed = MULTI_WORKER_SHUFFLE_SEED if multi_worker else None
-            train_ds, val_ds = input_pipeline.make_datasets(source, recipe, small_images=small, seed=seed)
-        with scope():
-            net = RegNet(
-                config,
-                input_shape=(recipe.image_size, recipe.image_size, 3),
-                classes=len(class_names),
-                weights=weights,
-                name=name.replace("-", "_").replace(".", "_").lower(),
-            )
-            compile_model(net, recipe, steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-        if multi_worker:
-            enable_multi_worker_fit(net, dist)
-
-        csv_path = os.path.join(output_dir, "log.csv")
-        nan_stop = cb.StopOnNaN()
-        callbacks = [
-            cb.BackupAndRestore(
-                os.path.join(output_dir, "backup"), save_freq=backup_every_steps or "epoch", double_checkpoint=True
-            ),
-            nan_stop,
-            keras.callbacks.CSVLogger(csv_path, append=True),
-            cb.AtomicCheckpoints(output_dir),
-            cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
-        ]
-        if on_tensorflow:  # tf.summary writes the event files
-            callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
-        start = time.perf_counter()
-        history = net.fit(
-            train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose
-        )
-        wall = time.perf_counter() - start
+        yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    if nan_stop.message:
+
+
+def load_data(data, validation_data, run: Run, distribution: Distribution, data_dir=None, manual_dir=None) -> TrainingData:
+    """Batches of ``data`` with the recipe's transforms, for the current backend (:func:`keras_regnet.data.prepare`)."""
+    return prepare(
+        data,
+        run.recipe,
+        small_images=run.small_images,
+        validation_data=validation_data,
+        seed=distribution.shuffle_seed,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+    )
+
+
+def build_model(run: Run, classes: int, weights=None) -> keras.Model:
+    """The RegNet of ``run`` with a softmax classifier over ``classes`` (call inside the distribution's scope)."""
+    size = run.recipe.image_size
+    return RegNet(
+        run.config, input_shape=(size, size, 3), classes=classes, weights=weights, name=function_name(run.name).lower()
+    )
+
+
+def make_callbacks(run: Run, distribution: Distribution, backup_every_steps, time_budget_s, start) -> list:
+    """Backup, NaN stop, CSV log, checkpoints, curves, TensorBoard where it can be written, time budget last."""
+    output_dir = run.output_dir
+    csv_path = os.path.join(output_dir, "log.csv")
+    backup_dir = os.path.join(output_dir, "backup")
+    resuming = os.path.isdir(backup_dir)  # deleted when a run completes
+    backup = cb.BackupAndRestore(backup_dir, save_freq=backup_every_steps or "epoch", double_checkpoint=True)
+    callbacks = [
+        backup,
+        cb.StopOnNaN(),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+        cb.AtomicCheckpoints(output_dir, log_csv=csv_path if resuming else None),
+        cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
+    ]
+    if distribution.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
+    if time_budget_s is not None:  # last: stops after everything above has written its files
+        callbacks.append(cb.TimeBudget(time_budget_s, backup=backup, start=start))
+    return callbacks
+
+
+def fit(model: keras.Model, dataset: TrainingData, recipe: Recipe, callbacks: list, verbose: int):
+    """``model.fit`` over the recipe's epochs; ``(history, wall seconds)``."""
+    start = time.perf_counter()
+    history = model.fit(
+        dataset.train,
+        validation_data=dataset.validation,
+        epochs=recipe.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the input pipelines shuffle, seeded where it matters (Distribution.shuffle_seed)
+    )
+    return history, time.perf_counter() - start
+
+
+def find_callback(callbacks: list, kind):
+    """The first callback of type ``kind`` in ``callbacks``, or ``None``."""
+    return next((c for c in callbacks if isinstance(c, kind)), None)
+
+
+def check_finite(callbacks: list) -> None:
+    """Raise :class:`TrainingDiverged` when the NaN stop ended training."""
+    nan_stop = find_callback(callbacks, cb.StopOnNaN)
+    if nan_stop is not None and nan_stop.message:
         raise cb.TrainingDiverged(nan_stop.message)
+
+
+def write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall) -> dict:
+    """The results dict, also written atomically to ``results.json``."""
+    budget = find_callback(callbacks, cb.TimeBudget)
+    recipe = run.recipe
     epochs_run = len(history.epoch)
+    # No epoch this call: a backup already said every epoch was done.
+    epochs_done = history.epoch[-1] + 1 if epochs_run else recipe.epochs
     results = {
-        "model": name,
-        "config": dataclasses.asdict(config),
-        "data": data,
+        "model": run.name,
+        "config": dataclasses.asdict(run.config),
+        "data": dataset.description,
         "backend": keras.backend.backend(),
-        "num_train": num_train,
-        "num_validation": num_validation,
+        "num_train": dataset.num_train,
+        "num_validation": dataset.num_validation,
         "recipe": dataclasses.asdict(recipe),
-        "small_images": small,
+        "small_images": run.small_images,
         "mixed_precision": mixed_precision,
-        "replicas": replicas,
+        "replicas": distribution.replicas,
+        "complete": epochs_done >= recipe.epochs,
+        "epochs_done": epochs_done,
+        "time_budget_s": budget.budget_s if budget else None,
+        "stopped_for_time_budget": bool(budget and budget.stopped),
         "epochs_run_this_call": epochs_run,
         "wall_s_this_call": wall,
-        "train_images_per_s": epochs_run * steps_per_epoch * recipe.batch_size / wall if epochs_run else None,
+        "train_images_per_s": epochs_run * dataset.steps_per_epoch * recipe.batch_size / wall if epochs_run else None,
         "final": {k: float(v[-1]) for k, v in history.history.items()} if epochs_run else None,
     }
-    write_text(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    write_text(os.path.join(run.output_dir, "results.json"), json.dumps(results, indent=2))
     return results

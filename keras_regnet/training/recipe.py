@@ -24,6 +24,15 @@ from keras_regnet.architecture.zoo import lookup
 OPTIMIZERS = ("sgd", "adamw")
 
 
+def linear_scaled_lr(batch_size: int) -> float:
+    """pycls's learning-rate rule: 0.1 per 128 images of global batch (0.8 at 1024).
+
+    The one place this rule is written; :attr:`Recipe.lr` uses it when no
+    ``base_lr`` is given.
+    """
+    return 0.1 * batch_size / 128
+
+
 @dataclasses.dataclass
 class Recipe:
     """Training hyper-parameters; defaults are pycls's for the published models.
@@ -83,7 +92,7 @@ class Recipe:
     @property
     def lr(self) -> float:
         """The base learning rate: ``base_lr`` or pycls's 0.1 x batch / 128."""
-        return self.base_lr if self.base_lr is not None else 0.1 * self.batch_size / 128
+        return self.base_lr if self.base_lr is not None else linear_scaled_lr(self.batch_size)
 
     @classmethod
     def for_model(cls, name: str, **overrides) -> "Recipe":
