@@ -98,13 +98,13 @@ class FakeTrain:
     """Stands in for training.train: records each call's arguments, raises ``raising`` if set."""
 
     def __init__(self):
-        self.calls, self.raising = [], None
+        self.calls, self.raising, self.results = [], None, {}
 
     def __call__(self, model, **kwargs):
         self.calls.append(dict(kwargs, model=model))
         if self.raising is not None:
             raise self.raising
-        return {"model": model, "final": {"val_accuracy": 0.25, "val_top5_accuracy": 0.75}}
+        return {"model": model, "final": {"val_accuracy": 0.25, "val_top5_accuracy": 0.75}, **self.results}
 
 
 @pytest.fixture
@@ -134,6 +134,15 @@ def test_train_options_reach_train(fake_train, capsys):
     assert cli.main(["train", "--data", "imagenet2012", "--lr", "0.3"]) == 0
     recipe = fake_train.calls[-1]["recipe"]
     assert (recipe.epochs, recipe.batch_size, recipe.image_size, recipe.lr) == (100, 1024, 224, 0.3)
+
+
+def test_train_says_how_to_continue_a_run_stopped_by_its_time_budget(fake_train, capsys):
+    fake_train.results = {"complete": False, "epochs_done": 4, "recipe": {"epochs": 15}}
+    assert cli.main(["train", "--time-budget", "60"]) == 0
+    assert "after 4 of 15 epochs; run the same command again to continue" in capsys.readouterr().out
+    fake_train.results = {"complete": True, "epochs_done": 15, "recipe": {"epochs": 15}}
+    assert cli.main(["train", "--time-budget", "60"]) == 0
+    assert "run the same command again" not in capsys.readouterr().out
 
 
 def test_train_exit_statuses(fake_train, capsys):

@@ -131,6 +131,11 @@ def run_train(args, parser) -> int:
         f"(top-5 {final.get('val_top5_accuracy', float('nan')):.4f}); outputs in {args.output_dir} "
         "(best.keras, last.keras, log.csv, curves.png, results.json)"
     )
+    if results.get("complete") is False:
+        print(
+            f"stopped for the time budget after {results['epochs_done']} of {results['recipe']['epochs']} epochs; "
+            "run the same command again to continue"
+        )
     return 0
 
 
