@@ -14,6 +14,7 @@ from PIL import Image
 from keras_regnet.data import TrainingData, eval_batches, numpy_batches, open_source, prepare
 from keras_regnet.data.pipeline_numpy import Batches
 from keras_regnet.training import Recipe
+from conftest import require  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = Recipe(epochs=1, batch_size=64, image_size=32)
@@ -156,7 +157,7 @@ print(json.dumps(out))
 
 
 def test_prepare_on_jax_without_tensorflow(tmp_path):
-    pytest.importorskip("jax")
+    require("jax")
     for c in ("cat", "dog"):
         (tmp_path / c).mkdir()
         for i in range(11):

@@ -17,9 +17,10 @@ from keras_regnet.cli.main import main
 from keras_regnet.data.transforms_tf import eval_resize_crop
 from keras_regnet.data.transforms_numpy import eval_resize_crop as numpy_eval_resize_crop
 from keras_regnet.architecture.preprocessing import imagenet_classes
+from conftest import require  # noqa: E402
 
-pycls_transforms = pytest.importorskip("pycls.datasets.transforms")
-tfds = pytest.importorskip("tensorflow_datasets")
+pycls_transforms = require("pycls.datasets.transforms")
+tfds = require("tensorflow_datasets")
 
 
 def pycls_eval(image_uint8, size=224):

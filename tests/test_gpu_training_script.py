@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import require  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_training.py")
@@ -22,7 +23,7 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_training.py")
 
 @pytest.fixture()
 def env(tmp_path):
-    pytest.importorskip("jax")
+    require("jax")
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text("import no_tensorflow\n")  # tests/no_tensorflow.py, in every process

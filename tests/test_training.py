@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_regnet.data import prepare
 from keras_regnet.training.callbacks import TrainingDiverged
 from keras_regnet.training import CoupledWeightDecaySGD, EpochCosineSchedule, Recipe, epoch_lr, linear_scaled_lr, train
+from conftest import require  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +48,7 @@ def test_schedule_is_pycls_per_epoch_cosine_with_warmup():
 
 
 def test_weight_decay_is_coupled_like_pytorch_sgd():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(7,)).astype("float32")
     v = keras.Variable(w0)
@@ -214,7 +215,7 @@ def test_mixed_precision_run(tmp_path):
 
 
 def test_jax_backend_trains_without_tensorflow(tmp_path):
-    pytest.importorskip("jax")
+    require("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "jax_train_worker.py"), str(tmp_path)],

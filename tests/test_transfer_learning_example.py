@@ -4,7 +4,7 @@ import importlib.util
 import os
 
 import numpy as np
-import pytest
+from conftest import require  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,7 +18,7 @@ def _example():
 
 
 def test_frozen_then_full_fine_tune(tmp_path, monkeypatch):
-    pr = pytest.importorskip("pycls_reference")
+    pr = require("pycls_reference")
     import keras_regnet
 
     # "Pretrained" weights: a pycls checkpoint with random values, via weights=PATH.
