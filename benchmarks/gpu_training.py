@@ -15,7 +15,7 @@ Markdown table last.  ``report`` turns such JSON files into Markdown.
 
 Keras runs on JAX (``KERAS_BACKEND=jax``, forced here) and TensorFlow is
 never imported: every process this script starts blocks it first
-(:mod:`keras_regnet.training.tf_free`), as the lent GPU machines have JAX,
+(:mod:`keras_regnet.tf_free`), as the lent GPU machines have JAX,
 PyTorch, timm and torchvision but no TensorFlow and no Keras.
 
 ``--out``: where the JSON goes; default ``$OUT`` when set (the device
@@ -90,7 +90,6 @@ numbers from different device kinds apart.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -112,23 +111,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # keras_regnet from this checkout
 
 
-def load_standalone(relative_path):
-    """A standard-library-only module of the package, loaded from its file without the package.
+# ``import keras_regnet`` starts no framework (its names load on first use),
+# so the PyTorch child loads only PyTorch; TensorFlow is blocked before
+# anything can import it.
+from keras_regnet import atomic, tf_free  # noqa: E402
 
-    Importing ``keras_regnet`` imports Keras and JAX: the PyTorch child must
-    not load them (only its own framework, and Keras would take its
-    ``sys.modules["tensorflow"] = None`` for a loaded TensorFlow), and
-    nothing may import TensorFlow before the block is in place.
-    """
-    name = "keras_regnet_standalone_" + os.path.basename(relative_path)[:-3]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tf_free = load_standalone("keras_regnet/training/tf_free.py")
-atomic = load_standalone("keras_regnet/atomic.py")
 tf_free.block_tensorflow()
 
 
@@ -468,7 +455,6 @@ def torch_unavailable(spec):
 
 
 def worker_torch_throughput(spec):
-    tf_free.tensorflow_looks_uninstalled()
     skip = torch_unavailable(spec)
     if skip:
         return skip

@@ -40,17 +40,16 @@ def _contenders(batch):
     import keras
 
     import keras_regnet
-    from keras_regnet.architecture import layers as regnet_layers
+    from keras_regnet.architecture.layers import grouped_conv_kernel_scope
 
     out = {}
     out["keras_regnet (default)"] = keras_regnet.get_model("RegNetY-800MF").predict_on_batch
 
     # Keras's stock dispatch: grouped convs each compiled with XLA on CPU.
-    native = regnet_layers._tensorflow_has_native_grouped_conv
-    regnet_layers._tensorflow_has_native_grouped_conv = lambda: False
+    # The kernel is fixed when predict_on_batch is traced, so trace inside.
     stock = keras_regnet.get_model("RegNetY-800MF", name="stock_grouped_conv")
-    stock.predict_on_batch(np.zeros((batch, 224, 224, 3), "float32"))  # trace while patched
-    regnet_layers._tensorflow_has_native_grouped_conv = native
+    with grouped_conv_kernel_scope("keras"):
+        stock.predict_on_batch(np.zeros((batch, 224, 224, 3), "float32"))
     out["keras_regnet (Keras stock grouped conv)"] = stock.predict_on_batch
 
     xla = keras_regnet.get_model("RegNetY-800MF", name="xla")

@@ -54,8 +54,11 @@ def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'keras_regnet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _register_with_keras()
+    from keras_regnet.errors import keras_backend_required
+
+    with keras_backend_required():
+        value = getattr(importlib.import_module(module), name)
+        _register_with_keras()
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -65,3 +65,25 @@ def reading(path, damaged: Optional[str] = None):
             raise InvalidFileError(path, text) from e
         detail = f"{type(e).__name__}: {text}"
         raise InvalidFileError(path, f"{damaged} ({detail})" if damaged else detail) from e
+
+
+MISSING_TENSORFLOW = (
+    "Keras is set to the TensorFlow backend (its default; KERAS_BACKEND or ~/.keras/keras.json) but TensorFlow "
+    'is not installed: pip install "keras-regnet[tensorflow]", or choose another backend: KERAS_BACKEND=jax '
+    '(pip install "keras-regnet[jax]") or KERAS_BACKEND=torch (pip install "keras-regnet[torch]").'
+)
+
+
+@contextlib.contextmanager
+def keras_backend_required():
+    """Turn Keras's bare "No module named 'tensorflow'" into what to install or choose.
+
+    Keras imports its backend inside ``import keras``; with the default
+    backend and no TensorFlow installed that is all it says.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "tensorflow":
+            raise
+        raise ImportError(MISSING_TENSORFLOW) from None

@@ -18,7 +18,6 @@ Exports need the TensorFlow backend (the tracing and converters are TF's).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import tempfile
@@ -129,7 +128,7 @@ def saved_model_module(model: keras.Model, top_k: int = 5, class_names: Optional
     input height, else 224).
     """
     tf = _require_tensorflow("SavedModel export")
-    from keras_regnet.data.tf_pipeline import eval_resize_crop
+    from keras_regnet.data.transforms_tf import eval_resize_crop
 
     _check_model(model)
     num_classes = model.output.shape[-1]
@@ -228,6 +227,29 @@ def export_tflite(model: keras.Model, path: str, quantization: Optional[str] = N
     return path
 
 
+def _import_tf2onnx():
+    """tf2onnx, at a version that runs on numpy 2 for what :func:`export_onnx` uses.
+
+    tf2onnx 1.16 folds ``Cast`` with ``np.cast``, removed in numpy 2
+    (onnx/tensorflow-onnx#2373); 1.17 uses ``np.asarray``.  Keras patches
+    that at run time, but only in a private module (``keras.src``), so no
+    patch here: the one numpy-2 alias left in 1.17, ``np.product`` (replaced
+    upstream by #2474), is on the >2 GB external-tensor path
+    (``large_model``), which :func:`export_onnx` does not take.
+    """
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise ImportError('ONNX export needs tf2onnx: pip install "keras-regnet[export]"') from e
+    major, minor = (int(part) for part in tf2onnx.__version__.split(".")[:2])
+    if (major, minor) < (1, 17):
+        raise ImportError(
+            f"ONNX export needs tf2onnx>=1.17 (earlier versions fail on numpy 2); found {tf2onnx.__version__}: "
+            'pip install "keras-regnet[export]"'
+        )
+    return tf2onnx
+
+
 def export_onnx(model: keras.Model, path: str, opset: int = DEFAULT_ONNX_OPSET, overwrite: bool = False) -> str:
     """Write ``model`` as ONNX via tf2onnx (input ``images:0``, any batch size).
 
@@ -248,15 +270,7 @@ def export_onnx(model: keras.Model, path: str, opset: int = DEFAULT_ONNX_OPSET, 
     _check_model(model)
     output_path("onnx", path, overwrite=overwrite)
     check_int("opset", opset, minimum=13)
-    try:
-        import tf2onnx
-    except ImportError as e:
-        raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx onnxruntime") from e
-    with contextlib.suppress(ImportError):
-        # tf2onnx 1.17 uses numpy aliases removed in numpy 2; Keras ships the shim.
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
-
-        patch_tf2onnx()
+    tf2onnx = _import_tf2onnx()
     with tempfile.TemporaryDirectory() as saved:
         archive = keras.export.ExportArchive()
         archive.track(model)

@@ -1,22 +1,13 @@
 """Importing this module makes every later ``import tensorflow`` in the process fail.
 
-As on the lent GPU machines, which have JAX but no TensorFlow: a run that
-completes with it installed proves its data path is TensorFlow-free.  Used by
-tests/jax_train_worker.py and, through a one-line ``sitecustomize``, by
-tests/test_gpu_training_script.py.
+As on GPU hosts that have JAX or PyTorch but no TensorFlow: a run that
+completes with it installed proves its path is TensorFlow-free.  Used by
+tests/jax_train_worker.py, tests/torch_train_worker.py and
+tests/test_missing_tensorflow.py and, through a one-line ``sitecustomize``,
+by tests/test_gpu_training_script.py.  The blocker is the package's own
+(:mod:`keras_regnet.tf_free`), so the tests prove what the benchmarks use.
 """
 
-import sys
+from keras_regnet.tf_free import block_tensorflow
 
-
-class NoTensorFlow:
-    """A meta-path finder that fails every tensorflow import."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"{name} is blocked by tests/no_tensorflow.py: this run must not need TensorFlow")
-        return None
-
-
-if not any(isinstance(f, NoTensorFlow) for f in sys.meta_path):
-    sys.meta_path.insert(0, NoTensorFlow())
+block_tensorflow()

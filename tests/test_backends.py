@@ -1,4 +1,8 @@
-"""The same weights give the same logits on TensorFlow and JAX."""
+"""The same weights give the same logits on TensorFlow, JAX and PyTorch, and a training step runs on each.
+
+Each backend runs in its own process (tests/backend_worker.py with
+``KERAS_BACKEND`` set), from weights saved by this (TensorFlow) process.
+"""
 
 import os
 import subprocess
@@ -9,8 +13,10 @@ import pytest
 
 import keras_regnet
 
-pytest.importorskip("jax")
 HERE = os.path.dirname(os.path.abspath(__file__))
+# What GroupedConv2D runs by default: TensorFlow's native grouped kernel (no
+# per-op XLA); JAX and torch are native through Keras's own convolution.
+DEFAULT_GROUPED_CONV_KERNEL = {"tensorflow": "native", "jax": "keras", "torch": "keras"}
 
 
 def _run_worker(backend, name, weights, x, tmp_path):
@@ -26,27 +32,34 @@ def _run_worker(backend, name, weights, x, tmp_path):
     return np.load(out)
 
 
-@pytest.mark.parametrize("name", ["RegNetY-200MF", "RegNetX-400MF"])
-def test_tensorflow_and_jax_agree(name, tmp_path):
+@pytest.fixture(scope="module", params=["RegNetY-200MF", "RegNetX-400MF"])
+def reference(request, tmp_path_factory):
+    """A model's weights (with non-trivial BN statistics), inputs and its logits on TensorFlow in this process."""
+    name = request.param
     model = keras_regnet.get_model(name, classifier_activation=None, input_shape=(96, 96, 3))
-    # Non-trivial BN statistics, so inference really uses them.
     rng = np.random.default_rng(0)
     for layer in model.layers:
-        if layer.name.endswith("_bn"):
+        if layer.name.endswith("_bn"):  # so inference really uses them
             layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
-    weights = tmp_path / "model.weights.h5"
+    weights = tmp_path_factory.mktemp(name) / "model.weights.h5"
     model.save_weights(weights)
     x = rng.uniform(0, 255, (2, 96, 96, 3)).astype("float32")
-    expected = np.asarray(model.predict_on_batch(x))
+    return name, weights, x, np.asarray(model.predict_on_batch(x))
 
-    jax_out = _run_worker("jax", name, weights, x, tmp_path)
-    assert str(jax_out["backend"]) == "jax"
-    rel = np.linalg.norm(jax_out["logits"] - expected) / np.linalg.norm(expected)
-    assert rel < 1e-4, rel
-    assert np.isfinite(jax_out["loss"]) and jax_out["changed"] > 0
 
-    tf_out = _run_worker("tensorflow", name, weights, x, tmp_path)
-    assert str(tf_out["backend"]) == "tensorflow"
-    np.testing.assert_allclose(tf_out["logits"], expected, rtol=1e-5, atol=1e-5)
-    assert np.isfinite(tf_out["loss"]) and tf_out["changed"] > 0
+@pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
+def test_same_logits_and_a_training_step(reference, backend, tmp_path):
+    pytest.importorskip(backend)
+    name, weights, x, expected = reference
+    out = _run_worker(backend, name, weights, x, tmp_path)
+    assert str(out["backend"]) == backend
+    assert str(out["grouped_conv_kernel"]) == DEFAULT_GROUPED_CONV_KERNEL[backend]
+    if backend == "tensorflow":
+        np.testing.assert_allclose(out["logits"], expected, rtol=1e-5, atol=1e-5)
+    else:
+        rel = np.linalg.norm(out["logits"] - expected) / np.linalg.norm(expected)
+        assert rel < 1e-4, rel
+    # One SGD step on the worker's backend: finite loss, and the grouped
+    # conv's kernel moved (gradients flow through it, SE and BN).
+    assert np.isfinite(out["loss"]) and out["changed"] > 0

@@ -190,6 +190,14 @@ def test_onnx_parity_and_native_grouped_convs(model, images, tmp_path):
     assert not {"Split", "Concat"} & set(ops)
 
 
+def test_onnx_refuses_a_tf2onnx_that_fails_on_numpy_2(model, tmp_path, monkeypatch):
+    tf2onnx = pytest.importorskip("tf2onnx")
+    monkeypatch.setattr(tf2onnx, "__version__", "1.16.1")  # folds Cast with np.cast, gone in numpy 2
+    with pytest.raises(ImportError, match=r"needs tf2onnx>=1.17 .*found 1.16.1"):
+        ex.export_onnx(model, str(tmp_path / "m.onnx"))
+    assert os.listdir(tmp_path) == []
+
+
 # ---------------------------------------------------------------- CLI
 
 

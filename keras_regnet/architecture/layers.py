@@ -2,7 +2,13 @@
 
 Functional-style builders (as in ``keras.applications``): each takes a tensor
 and a name prefix and returns the output tensor.  Layer names are stable, so
-weights map one-to-one onto pycls's ``state_dict`` (see ``PYCLS_NAMES``).
+weights map one-to-one onto pycls's and torchvision's ``state_dict`` keys
+(:func:`keras_regnet.weights.convert.torch_module_name`; loaded by
+:func:`keras_regnet.weights.convert.set_torch_state`).
+
+Grouped 3x3 convolutions are :class:`GroupedConv2D`, whose kernel (the
+backend's native grouped convolution or Keras's own) is chosen with
+:func:`set_grouped_conv_kernel`.
 
 Numerics follow PyTorch: BatchNorm epsilon 1e-5 and momentum 0.9 (PyTorch's
 0.1), and strided 3x3 convolutions pad 1 pixel on every side before a
@@ -12,7 +18,7 @@ even inputs, which shifts the window and would change ported outputs.)
 
 from __future__ import annotations
 
-import functools
+import contextlib
 
 import keras
 from keras import layers
@@ -35,7 +41,124 @@ def dense_initializer():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
 
 
-@functools.lru_cache(maxsize=None)
+GROUPED_CONV_KERNELS = ("auto", "native", "keras")
+
+
+class GroupedConvBackend:
+    """A backend's own grouped convolution, plugged into :class:`GroupedConv2D`.
+
+    ``conv`` takes the arguments of ``keras.ops.conv`` (``inputs``,
+    ``kernel``, ``strides``, ``padding``, ``data_format``, ``dilation_rate``)
+    and must give the same numbers as ``keras.ops.conv``.  ``available`` is
+    asked once, the first time the kernel is chosen, whether ``conv`` works
+    in this process (e.g. this build has the kernel).
+    """
+
+    def __init__(self, conv, available=None):
+        if not callable(conv) or (available is not None and not callable(available)):
+            raise ValueError("conv and available must be callables (available may be None).")
+        self.conv = conv
+        self._available = available
+        self._answer = None
+
+    def available(self) -> bool:
+        """Whether ``conv`` works here (the ``available`` function's answer, asked once)."""
+        if self._answer is None:
+            self._answer = bool(self._available()) if self._available is not None else True
+        return self._answer
+
+
+_native_grouped_convs = {}  # Keras backend name -> GroupedConvBackend
+_grouped_conv_kernel = "auto"
+
+
+def register_native_grouped_conv(backend: str, conv, available=None):
+    """Register ``backend``'s native grouped convolution for :class:`GroupedConv2D`.
+
+    Args:
+        backend: a Keras backend name (``"tensorflow"``, ``"jax"``,
+            ``"torch"``, ...); a later registration replaces an earlier one.
+        conv: a function with ``keras.ops.conv``'s arguments giving the same
+            outputs, faster.
+        available: optional function without arguments telling whether
+            ``conv`` works in this process; asked once.
+
+    Returns:
+        The :class:`GroupedConvBackend` it replaces, or ``None``.
+    """
+    if not isinstance(backend, str) or not backend:
+        raise ValueError(f"backend must be a Keras backend name such as 'tensorflow'; got backend={backend!r}.")
+    previous = _native_grouped_convs.get(backend)
+    _native_grouped_convs[backend] = GroupedConvBackend(conv, available)
+    return previous
+
+
+def native_grouped_conv(backend=None):
+    """The :class:`GroupedConvBackend` registered for ``backend`` (default: the current one), or ``None``."""
+    return _native_grouped_convs.get(backend or keras.backend.backend())
+
+
+def native_grouped_conv_available(backend=None) -> bool:
+    """Whether ``backend`` (default: the current one) has a working registered native grouped convolution."""
+    entry = native_grouped_conv(backend)
+    return entry is not None and entry.available()
+
+
+def _no_native_kernel_error():
+    return ValueError(
+        f"kernel='native' needs a native grouped convolution for the {keras.backend.backend()!r} backend, "
+        f"and none that works is registered (registered: {sorted(_native_grouped_convs)}); use 'auto' or 'keras'."
+    )
+
+
+def set_grouped_conv_kernel(kernel: str) -> str:
+    """Choose how :class:`GroupedConv2D` runs grouped convolutions; returns the previous choice.
+
+    Args:
+        kernel: ``"auto"`` (default): the backend's registered native kernel
+            where it works, else Keras's; ``"native"``: the registered native
+            kernel, an error if the current backend has none that works;
+            ``"keras"``: Keras's own ``Conv2D`` path (on TensorFlow, one XLA
+            function per grouped convolution).
+
+    The outputs are the same either way; only speed differs.  The choice is
+    read when a layer's call is traced: a model's ``predict``/``fit``
+    function keeps the kernel it was traced with, so choose before the first
+    call (or use :func:`grouped_conv_kernel_scope` around the first call).
+    """
+    global _grouped_conv_kernel
+    if kernel not in GROUPED_CONV_KERNELS:
+        raise ValueError(f"kernel must be one of {GROUPED_CONV_KERNELS}; got kernel={kernel!r}.")
+    if kernel == "native" and not native_grouped_conv_available():
+        raise _no_native_kernel_error()
+    previous, _grouped_conv_kernel = _grouped_conv_kernel, kernel
+    return previous
+
+
+def grouped_conv_kernel() -> str:
+    """The current choice of :func:`set_grouped_conv_kernel` (``"auto"``, ``"native"`` or ``"keras"``)."""
+    return _grouped_conv_kernel
+
+
+def resolved_grouped_conv_kernel() -> str:
+    """What :class:`GroupedConv2D` runs now on this backend: ``"native"`` or ``"keras"``."""
+    if _grouped_conv_kernel == "auto":
+        return "native" if native_grouped_conv_available() else "keras"
+    if _grouped_conv_kernel == "native" and not native_grouped_conv_available():
+        raise _no_native_kernel_error()  # unregistered since it was chosen
+    return _grouped_conv_kernel
+
+
+@contextlib.contextmanager
+def grouped_conv_kernel_scope(kernel: str):
+    """:func:`set_grouped_conv_kernel` for the duration of a ``with`` block (not thread-safe)."""
+    previous = set_grouped_conv_kernel(kernel)
+    try:
+        yield
+    finally:
+        set_grouped_conv_kernel(previous)
+
+
 def _tensorflow_has_native_grouped_conv() -> bool:
     """Whether TensorFlow runs grouped convolutions natively on this machine.
 
@@ -44,8 +167,6 @@ def _tensorflow_has_native_grouped_conv() -> bool:
     oneDNN builds do, and it is about 5x faster than XLA's grouped
     convolution on CPU (docs/benchmarks.md), so use it where it works.
     """
-    if keras.backend.backend() != "tensorflow":
-        return False
     import tensorflow as tf
 
     # The first call may come while a graph is being traced; probe eagerly.
@@ -59,25 +180,44 @@ def _tensorflow_has_native_grouped_conv() -> bool:
             return False
 
 
+def _tensorflow_grouped_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """``tf.nn.convolution`` directly, without the XLA wrapper Keras puts around grouped convolutions."""
+    import tensorflow as tf
+
+    data_format = data_format or keras.config.image_data_format()
+    return tf.nn.convolution(
+        inputs,
+        kernel,
+        strides=strides,
+        padding=padding.upper(),
+        dilations=dilation_rate,
+        data_format="NHWC" if data_format == "channels_last" else "NCHW",
+    )
+
+
+register_native_grouped_conv("tensorflow", _tensorflow_grouped_conv, _tensorflow_has_native_grouped_conv)
+
+
 @keras.saving.register_keras_serializable(package="keras_regnet")
 class GroupedConv2D(layers.Conv2D):
-    """``Conv2D`` that runs grouped convolutions on TensorFlow's native kernel.
+    """``Conv2D`` whose grouped convolutions run on the kernel chosen by :func:`set_grouped_conv_kernel`.
 
-    Same variables, arguments and numerics as ``keras.layers.Conv2D``; only
-    the kernel dispatch differs, and only on the TensorFlow backend.
+    Same variables, arguments, saved config and numerics as
+    ``keras.layers.Conv2D``; only the dispatch of ``groups > 1`` differs.
+    By default (``"auto"``) that is TensorFlow's native grouped kernel where
+    it works, and Keras's own convolution elsewhere (JAX and torch run
+    grouped convolutions natively through Keras already).
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.groups > 1 and _tensorflow_has_native_grouped_conv():
-            import tensorflow as tf
-
-            return tf.nn.convolution(
+        if self.groups > 1 and resolved_grouped_conv_kernel() == "native":
+            return native_grouped_conv().conv(
                 inputs,
                 kernel,
-                strides=self.strides,
-                padding=self.padding.upper(),
-                dilations=self.dilation_rate,
-                data_format="NHWC" if self.data_format == "channels_last" else "NCHW",
+                strides=list(self.strides),
+                padding=self.padding,
+                data_format=self.data_format,
+                dilation_rate=self.dilation_rate,
             )
         return super().convolution_op(inputs, kernel)
 

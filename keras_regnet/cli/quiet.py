@@ -74,7 +74,10 @@ def start_keras(verbose: bool = False) -> None:
 
 
 def _import_and_query_devices() -> None:
-    import keras
+    from keras_regnet.errors import keras_backend_required
+
+    with keras_backend_required():
+        import keras
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -5,8 +5,7 @@ point.  The pieces: ``recipe`` (hyper-parameters, pycls's learning-rate rule
 and schedule formula), ``optimizer`` (the schedule and SGD as Keras objects,
 compile), ``distribute`` (the backend and device interface,
 :class:`Distribution`, and every Keras workaround), ``callbacks`` (checkpoints,
-curves, the NaN stop, the time budget), ``loop`` (``train``, step by step) and
-``tf_free`` (keeping a process TensorFlow-free, as on machines without it).
+curves, the NaN stop, the time budget) and ``loop`` (``train``, step by step).
 """
 
 from keras_regnet.training.callbacks import TimeBudget, TrainingDiverged

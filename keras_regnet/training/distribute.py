@@ -130,6 +130,13 @@ def make_keras_distribution(name: str = "auto"):
             f"strategy={name!r} is a tf.distribute strategy and needs the TensorFlow backend; on "
             f"{keras.backend.backend()} use 'auto', 'none' or 'data_parallel'."
         )
+    if keras.backend.backend() != "jax":
+        # keras.distribution is implemented for JAX only (list_devices() fails on torch).
+        if name == "data_parallel":
+            raise ValueError(
+                f"strategy='data_parallel' needs the JAX backend; on {keras.backend.backend()} use 'auto' or 'none'."
+            )
+        return None
     devices = keras.distribution.list_devices()
     if name == "none" or (name == "auto" and len(devices) < 2):
         return None
