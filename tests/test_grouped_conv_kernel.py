@@ -109,7 +109,7 @@ def test_bad_values_are_refused():
 
 def test_native_is_refused_where_no_native_kernel_works():
     original = L.native_grouped_conv("tensorflow")
-    L.register_native_grouped_conv("tensorflow", original.conv, available=lambda: False)
+    L.register_native_grouped_conv("tensorflow", original.conv, available=lambda dtype: False)
     try:
         with pytest.raises(ValueError, match="kernel='native' needs a native grouped convolution for the 'tensorflow'"):
             L.set_grouped_conv_kernel("native")
@@ -129,3 +129,30 @@ def test_the_choice_is_not_saved_with_the_layer():
     with L.grouped_conv_kernel_scope("keras"):
         config = layer.get_config()
     assert config == keras.layers.Conv2D(4, 3, groups=2, name=layer.name).get_config()
+
+
+def test_auto_uses_the_native_kernel_only_for_dtypes_whose_gradient_works():
+    # TensorFlow's CPU build has the native grouped kernel in float32 and bfloat16; its float16
+    # filter gradient asks for an ungrouped filter's size and fails, so "auto" takes Keras's path there.
+    assert L.resolved_grouped_conv_kernel("float32") == "native"
+    assert L.resolved_grouped_conv_kernel("bfloat16") == "native"
+    assert L.resolved_grouped_conv_kernel("float16") == "keras"
+    with pytest.raises(ValueError, match="in float16"):
+        with L.grouped_conv_kernel_scope("native"):
+            L.resolved_grouped_conv_kernel("float16")
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_training_step_runs(policy):
+    from keras_regnet import RegNet, RegNetConfig
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        cfg = RegNetConfig(depth=2, w0=16, wa=8.0, wm=2.0, group_width=8, se_ratio=0.25)
+        model = RegNet(cfg, input_shape=(32, 32, 3), classes=4)
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        x = RNG.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+        loss = model.train_on_batch(x, np.eye(4, dtype="float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(loss)

@@ -51,7 +51,7 @@ def test_the_package_installs_no_backend_unless_asked():
     extras = {name: requirement_names(text) for name, text in cfg["options.extras_require"].items()}
     assert {"keras", "numpy", "h5py", "pillow", "matplotlib"} <= required
     assert not {"tensorflow", "tensorflow-datasets", "tensorboard", "jax", "jax[cpu]", "torch"} & required
-    assert extras["tensorflow"] == {"tensorflow", "tensorflow-datasets", "tensorboard"}
+    assert extras["tensorflow"] == {"tensorflow", "tensorflow-datasets", "importlib_resources", "tensorboard"}
     assert extras["jax"] == {"jax[cpu]"} and extras["torch"] == {"torch"}
     # The tests need every backend but the CPU torch is pinned, so it is listed itself.
     assert {"keras-regnet[tensorflow,jax]", "torch", "pytest"} <= extras["test"]

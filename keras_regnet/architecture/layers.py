@@ -50,8 +50,9 @@ class GroupedConvBackend:
     ``conv`` takes the arguments of ``keras.ops.conv`` (``inputs``,
     ``kernel``, ``strides``, ``padding``, ``data_format``, ``dilation_rate``)
     and must give the same numbers as ``keras.ops.conv``.  ``available`` is
-    asked once, the first time the kernel is chosen, whether ``conv`` works
-    in this process (e.g. this build has the kernel).
+    asked once per compute dtype (``"float32"``, ``"bfloat16"``, ...) whether
+    ``conv`` works in this process for it, forward and backward (e.g. this
+    build has the kernel; TensorFlow's CPU build lacks the float16 gradient).
     """
 
     def __init__(self, conv, available=None):
@@ -59,13 +60,13 @@ class GroupedConvBackend:
             raise ValueError("conv and available must be callables (available may be None).")
         self.conv = conv
         self._available = available
-        self._answer = None
+        self._answers = {}
 
-    def available(self) -> bool:
-        """Whether ``conv`` works here (the ``available`` function's answer, asked once)."""
-        if self._answer is None:
-            self._answer = bool(self._available()) if self._available is not None else True
-        return self._answer
+    def available(self, dtype: str = "float32") -> bool:
+        """Whether ``conv`` works here for ``dtype`` (the ``available`` function's answer, asked once per dtype)."""
+        if dtype not in self._answers:
+            self._answers[dtype] = bool(self._available(dtype)) if self._available is not None else True
+        return self._answers[dtype]
 
 
 _native_grouped_convs = {}  # Keras backend name -> GroupedConvBackend
@@ -80,8 +81,9 @@ def register_native_grouped_conv(backend: str, conv, available=None):
             ``"torch"``, ...); a later registration replaces an earlier one.
         conv: a function with ``keras.ops.conv``'s arguments giving the same
             outputs, faster.
-        available: optional function without arguments telling whether
-            ``conv`` works in this process; asked once.
+        available: optional function of a compute dtype name telling
+            whether ``conv`` works in this process for it, forward and
+            backward; asked once per dtype.
 
     Returns:
         The :class:`GroupedConvBackend` it replaces, or ``None``.
@@ -98,16 +100,16 @@ def native_grouped_conv(backend=None):
     return _native_grouped_convs.get(backend or keras.backend.backend())
 
 
-def native_grouped_conv_available(backend=None) -> bool:
-    """Whether ``backend`` (default: the current one) has a working registered native grouped convolution."""
+def native_grouped_conv_available(backend=None, dtype: str = "float32") -> bool:
+    """Whether ``backend`` (default: the current one) has a registered native grouped convolution working for ``dtype``."""
     entry = native_grouped_conv(backend)
-    return entry is not None and entry.available()
+    return entry is not None and entry.available(dtype)
 
 
-def _no_native_kernel_error():
+def _no_native_kernel_error(dtype="float32"):
     return ValueError(
-        f"kernel='native' needs a native grouped convolution for the {keras.backend.backend()!r} backend, "
-        f"and none that works is registered (registered: {sorted(_native_grouped_convs)}); use 'auto' or 'keras'."
+        f"kernel='native' needs a native grouped convolution for the {keras.backend.backend()!r} backend "
+        f"in {dtype}, and none that works is registered (registered: {sorted(_native_grouped_convs)}); use 'auto' or 'keras'."
     )
 
 
@@ -140,12 +142,12 @@ def grouped_conv_kernel() -> str:
     return _grouped_conv_kernel
 
 
-def resolved_grouped_conv_kernel() -> str:
-    """What :class:`GroupedConv2D` runs now on this backend: ``"native"`` or ``"keras"``."""
+def resolved_grouped_conv_kernel(dtype: str = "float32") -> str:
+    """What :class:`GroupedConv2D` runs now on this backend for ``dtype``: ``"native"`` or ``"keras"``."""
     if _grouped_conv_kernel == "auto":
-        return "native" if native_grouped_conv_available() else "keras"
-    if _grouped_conv_kernel == "native" and not native_grouped_conv_available():
-        raise _no_native_kernel_error()  # unregistered since it was chosen
+        return "native" if native_grouped_conv_available(dtype=dtype) else "keras"
+    if _grouped_conv_kernel == "native" and not native_grouped_conv_available(dtype=dtype):
+        raise _no_native_kernel_error(dtype)  # unregistered since it was chosen, or not for this dtype
     return _grouped_conv_kernel
 
 
@@ -159,24 +161,30 @@ def grouped_conv_kernel_scope(kernel: str):
         set_grouped_conv_kernel(previous)
 
 
-def _tensorflow_has_native_grouped_conv() -> bool:
-    """Whether TensorFlow runs grouped convolutions natively on this machine.
+def _tensorflow_has_native_grouped_conv(dtype: str = "float32") -> bool:
+    """Whether TensorFlow runs grouped convolutions in ``dtype`` natively here, forward and backward.
 
     Keras 3 compiles every grouped convolution with XLA on the TensorFlow
     backend because old TensorFlow builds had no CPU kernel for them.  Current
     oneDNN builds do, and it is about 5x faster than XLA's grouped
-    convolution on CPU (docs/benchmarks.md), so use it where it works.
+    convolution on CPU (docs/benchmarks.md), so use it where it works.  The
+    gradient is probed too: the CPU build's float16 filter gradient asks for
+    an ungrouped filter's size and fails.
     """
     import tensorflow as tf
 
     # The first call may come while a graph is being traced; probe eagerly.
     with tf.init_scope():
         try:
-            x = tf.ones((1, 4, 4, 4))
-            k = tf.ones((3, 3, 2, 4))
+            x = tf.ones((1, 4, 4, 4), dtype)
+            k = tf.ones((3, 3, 2, 4), dtype)
             y = tf.nn.conv2d(x, k, 1, "SAME")  # 2 groups of 2 channels
-            return bool(tf.reduce_all(y[0, 1, 1] == 18.0))
-        except Exception:  # no CPU kernel ("grouped convolution not supported")
+            # The two gradient ops a training step runs (a tape is inert under init_scope).
+            strides = [1, 1, 1, 1]
+            dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(k), out_backprop=y, strides=strides, padding="SAME")
+            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k, out_backprop=y, strides=strides, padding="SAME")
+            return bool(tf.reduce_all(y[0, 1, 1] == 18)) and dx.shape == x.shape and dk.shape == k.shape
+        except Exception:  # no kernel for this dtype ("grouped convolution not supported", a gradient failure)
             return False
 
 
@@ -210,7 +218,7 @@ class GroupedConv2D(layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.groups > 1 and resolved_grouped_conv_kernel() == "native":
+        if self.groups > 1 and resolved_grouped_conv_kernel(keras.backend.standardize_dtype(inputs.dtype)) == "native":
             return native_grouped_conv().conv(
                 inputs,
                 kernel,
