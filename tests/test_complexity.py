@@ -3,8 +3,7 @@
 import pytest
 
 import keras_regnet
-from keras_regnet.architecture import complexity
-from keras_regnet import RegNetConfig, published_models
+from keras_regnet import RegNetConfig, complexity, published_models
 
 PUBLISHED = list(published_models().values())
 
