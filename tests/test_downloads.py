@@ -177,7 +177,7 @@ def test_record_weight_hashes_tool(server, checkpoint, tmp_path):
 
     from importlib import resources
 
-    manifest = json.loads((resources.files("keras_regnet") / "data/weights_manifest.json").read_text())
+    manifest = json.loads((resources.files("keras_regnet.weights") / "manifest.json").read_text())
     server.files["/a.pyth"] = checkpoint
     server.files["/b.pyth"] = b"other bytes"
     manifest["models"]["RegNetX-200MF"]["pycls"]["url"] = server.url("/a.pyth")

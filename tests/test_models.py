@@ -148,7 +148,9 @@ def test_include_preprocessing_normalises_with_imagenet_stats():
 
 def test_decode_predictions_offline():
     # The class list ships with the package: no download (there is no network here).
-    classes = keras_regnet.preprocessing.imagenet_classes()
+    from keras_regnet.architecture.preprocessing import imagenet_classes
+
+    classes = imagenet_classes()
     assert len(classes) == 1000 and len({c[0] for c in classes}) == 1000
     assert [c[0] for c in classes] == sorted(c[0] for c in classes)  # label i = i-th sorted synset
     assert classes[0] == ("n01440764", "tench") and classes[999][0] == "n15075141"

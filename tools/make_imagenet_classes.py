@@ -6,7 +6,7 @@ Class ``i`` is the ``i``-th WordNet synset in sorted order (the order pycls,
 torchvision and TensorFlow Datasets' ``imagenet2012`` all use).  Synset ids
 come from TensorFlow Datasets' ``imagenet2012/labels.txt``; the readable
 names from torchvision's ``_IMAGENET_CATEGORIES``.  Output:
-keras_regnet/data/imagenet_classes.json, ``[[synset, name], ...]``, so that
+keras_regnet/architecture/imagenet_classes.json, ``[[synset, name], ...]``, so that
 ``decode_predictions`` and the exported serving signature work offline.
 """
 
@@ -27,7 +27,7 @@ def main(labels=None):
     with open(labels) as f:
         synsets = f.read().split()
     assert len(synsets) == len(_IMAGENET_CATEGORIES) == 1000 and synsets == sorted(synsets)
-    out = os.path.join(ROOT, "keras_regnet", "data", "imagenet_classes.json")
+    out = os.path.join(ROOT, "keras_regnet", "architecture", "imagenet_classes.json")
     with open(out, "w") as f:
         rows = ",\n".join(json.dumps([s, n]) for s, n in zip(synsets, _IMAGENET_CATEGORIES))
         f.write(f"[\n{rows}\n]\n")

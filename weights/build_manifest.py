@@ -1,10 +1,10 @@
-"""Regenerate keras_regnet/data/weights_manifest.json (a developer tool).
+"""Regenerate keras_regnet/weights/manifest.json (a developer tool).
 
     python weights/build_manifest.py
 
 Sources and facts:
 * pycls: checkpoint URLs and published top-1/top-5 error from the pycls model
-  zoo (keras_regnet/data/regnet_zoo.json). pycls publishes no checksums.
+  zoo (keras_regnet/architecture/regnet_zoo.json). pycls publishes no checksums.
 * tf-keras: the .h5 URLs and SHA-256 values published in tf-keras's
   ``tf_keras/src/applications/regnet.py`` (read from the installed
   tf-keras 2.21.0); tf-keras publishes no accuracies for its RegNets.
@@ -91,10 +91,10 @@ def tf_keras_suffix(paper_name):
 
 
 def main():
-    with open(os.path.join(ROOT, "keras_regnet", "data", "regnet_zoo.json")) as f:
+    with open(os.path.join(ROOT, "keras_regnet", "architecture", "regnet_zoo.json")) as f:
         zoo = json.load(f)["models"]
     hashes = tf_keras_hashes()
-    out = os.path.join(ROOT, "keras_regnet", "data", "weights_manifest.json")
+    out = os.path.join(ROOT, "keras_regnet", "weights", "manifest.json")
     with open(out) as f:  # hashes recorded by weights/record_hashes.py are kept
         recorded = {n: e["pycls"] for n, e in json.load(f)["models"].items() if e["pycls"].get("sha256")}
     manifest = {

@@ -6,7 +6,7 @@
 pycls publishes no checksums, so until this has been run the package trusts
 a pycls file on first use: it records the hash of the first download and
 checks it on every later use (docs/weights.md, "Threat model").  Once the
-hashes are in ``keras_regnet/data/weights_manifest.json``, every user's
+hashes are in ``keras_regnet/weights/manifest.json``, every user's
 download is checked against them instead.  Each file is downloaded with the
 package's own downloader (atomic, with the same deadlines) into a temporary
 directory and deleted after hashing.  A hash that is already recorded and
@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = os.path.join(ROOT, "keras_regnet", "data", "weights_manifest.json")
+MANIFEST = os.path.join(ROOT, "keras_regnet", "weights", "manifest.json")
 sys.path.insert(0, ROOT)
 
 from keras_regnet.weights import download  # noqa: E402
