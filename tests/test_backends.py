@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require
 
 import keras_regnet
 
@@ -50,7 +51,7 @@ def reference(request, tmp_path_factory):
 
 @pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
 def test_same_logits_and_a_training_step(reference, backend, tmp_path):
-    pytest.importorskip(backend)
+    require(backend)
     name, weights, x, expected = reference
     out = _run_worker(backend, name, weights, x, tmp_path)
     assert str(out["backend"]) == backend

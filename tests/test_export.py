@@ -7,6 +7,7 @@ from collections import Counter
 import keras
 import numpy as np
 import pytest
+from conftest import require
 import tensorflow as tf
 from PIL import Image
 
@@ -57,7 +58,7 @@ def encoded(shape, fmt):
 
 
 def test_saved_model_for_tf_serving(model, images, tmp_path):
-    pycls_transforms = pytest.importorskip("pycls.datasets.transforms")
+    pycls_transforms = require("pycls.datasets.transforms")
     base = tmp_path / "regnet"
     path = ex.export_saved_model(model, str(base), top_k=3)
     assert path == str(base / "1")
@@ -173,8 +174,8 @@ def test_tflite_bad_input(model, tmp_path):
 
 
 def test_onnx_parity_and_native_grouped_convs(model, images, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    ort = require("onnxruntime")
+    onnx = require("onnx")
     path = ex.export_onnx(model, str(tmp_path / "m.onnx"))
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()  # the preprocessing constants are folded in, not inputs
@@ -191,7 +192,7 @@ def test_onnx_parity_and_native_grouped_convs(model, images, tmp_path):
 
 
 def test_onnx_refuses_a_tf2onnx_that_fails_on_numpy_2(model, tmp_path, monkeypatch):
-    tf2onnx = pytest.importorskip("tf2onnx")
+    tf2onnx = require("tf2onnx")
     monkeypatch.setattr(tf2onnx, "__version__", "1.16.1")  # folds Cast with np.cast, gone in numpy 2
     with pytest.raises(ImportError, match=r"needs tf2onnx>=1.17 .*found 1.16.1"):
         ex.export_onnx(model, str(tmp_path / "m.onnx"))

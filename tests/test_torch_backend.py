@@ -13,12 +13,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_torch_backend_trains_without_tensorflow(tmp_path):
-    pytest.importorskip("torch")
+    require("torch")
     env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=ROOT)
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "torch_train_worker.py"), str(tmp_path)],
