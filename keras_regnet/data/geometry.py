@@ -45,8 +45,3 @@ def scale_crop_geometry(height: int, width: int, short: int, size: int):
     else:
         new_h, new_w = short, int(math.floor(width / height * short))
     return new_h, new_w, (new_h - size + 1) // 2, (new_w - size + 1) // 2
-
-
-def eval_geometry(height: int, width: int, size: int):
-    """pycls's eval geometry: :func:`scale_crop_geometry` with ``short = eval_scale_size(size)``."""
-    return scale_crop_geometry(height, width, eval_scale_size(size), size)
