@@ -11,7 +11,7 @@ backend's native grouped convolution or Keras's own) is chosen with
 :func:`set_grouped_conv_kernel`.
 
 Numerics follow PyTorch: BatchNorm epsilon 1e-5 and momentum 0.9 (PyTorch's
-0.1), and strided 3x3 convolutions pad 1 pixel on every side before a
+0.1), with PyTorch's running variance (:class:`BatchNormalization`), and strided 3x3 convolutions pad 1 pixel on every side before a
 'valid' convolution.  (Keras's 'same' pads only bottom/right for stride 2 on
 even inputs, which shifts the window and would change ported outputs.)
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from keras_regnet.architecture.config import StageSpec, se_width
 
@@ -230,6 +230,37 @@ class GroupedConv2D(layers.Conv2D):
         return super().convolution_op(inputs, kernel)
 
 
+@keras.saving.register_keras_serializable(package="keras_regnet")
+class BatchNormalization(layers.BatchNormalization):
+    """BatchNormalization whose moving variance is PyTorch's (``nn.BatchNorm2d``).
+
+    Training normalises with the batch's biased variance, as Keras and
+    PyTorch both do, but PyTorch moves its running variance towards the
+    *unbiased* batch variance (``n / (n - 1)`` times the biased one, ``n`` =
+    values per channel); Keras moves towards the biased one.  This layer does
+    what PyTorch does, so BatchNorm statistics trained here equal pycls's.
+    Inference, and training with ``synchronized=True`` (whose ``n`` would be
+    the global count), are Keras's own.  The class keeps Keras's name so that
+    ``.weights.h5`` files, whose keys follow class names, stay compatible.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.synchronized:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras: moments in >= float32
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes)
+        count = ops.cast(ops.prod(ops.take(ops.shape(x), axes)), x.dtype)
+        momentum = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
+        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * momentum + unbiased * (1.0 - momentum))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
+
+
 PADDING_STYLES = ("symmetric", "same")
 
 
@@ -256,7 +287,7 @@ def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=Tru
         kernel_initializer=conv_initializer(),
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if activation:
         x = layers.ReLU(name=f"{name}_relu")(x)
     return x

@@ -38,7 +38,8 @@ def preprocessing_layer(style="imagenet_mean_std", name="preprocessing"):
         raise ValueError(f"preprocessing style must be one of {PREPROCESSING_STYLES}; got {style!r}.")
     mean = np.array(IMAGENET_MEAN) * 255.0
     std = np.array(IMAGENET_STD) * 255.0
-    return layers.Normalization(axis=-1, mean=mean.tolist(), variance=(std**2).tolist(), name=name)
+    # float64 arrays, not lists: a list would become a float32 tensor first (rounded for float64 models).
+    return layers.Normalization(axis=-1, mean=mean, variance=std**2, name=name)
 
 
 def preprocess_input(x, data_format=None):

@@ -16,7 +16,7 @@ USES_KERAS = ("summary", "convert", "train", "evaluate", "export")
 # The recipe fields the train options override; unset options keep the recipe's value.
 RECIPE_OPTIONS = (
     "epochs", "batch_size", "base_lr", "image_size", "warmup_epochs", "weight_decay", "optimizer",
-    "label_smoothing", "mixup", "cutmix", "randaugment", "ema_decay",
+    "label_smoothing", "mixup", "cutmix", "randaugment", "ema_decay", "precise_bn_images",
 )
 # 4,000 training images: a short, CPU-sized run unless told otherwise.  The
 # learning rate follows the batch size by the recipe's rule.
@@ -118,7 +118,7 @@ def run_train(args, parser) -> int:
         weights=args.weights, data_dir=args.data_dir, manual_dir=args.manual_dir,
         mixed_precision=args.mixed_precision, jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
-        backup_every_steps=args.backup_every_steps, time_budget_s=args.time_budget, verbose=2,
+        backup_every_steps=args.backup_every_steps, time_budget_s=args.time_budget, seed=args.seed, verbose=2,
     )
     try:
         results = train(args.model, **options)

@@ -89,12 +89,14 @@ def add_train(sub) -> None:
     add_recipe_args(p)
     p.add_argument("--small-images", action=argparse.BooleanOptionalAction, default=None,
                    help="stride-1 stem and CIFAR augmentation (default: image size <= 64)")
-    p.add_argument("--mixed-precision", choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    p.add_argument("--mixed-precision", choices=["float32", "mixed_float16", "mixed_bfloat16", "float64"],
+                   help="dtype policy (default float32; float64 is slow, for numerical checks)")
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto")
     p.add_argument("--steps-per-execution", type=int, default=1)
     p.add_argument("--strategy", default="auto", help="auto, none, mirrored, multiworker, tpu")
     p.add_argument("--backup-every-steps", type=int, help="also back up mid-epoch every N steps")
     p.add_argument("--weights", help="initial weights: imagenet[:source] or a file")
+    p.add_argument("--seed", type=int, help="fix initial weights, shuffling and augmentation (default: random)")
 
 
 def add_recipe_args(p) -> None:
@@ -112,6 +114,9 @@ def add_recipe_args(p) -> None:
     p.add_argument("--cutmix", type=float)
     p.add_argument("--randaugment", type=float)
     p.add_argument("--ema", type=float, dest="ema_decay")
+    p.add_argument("--precise-bn-images", type=int,
+                   help="recompute BatchNorm statistics over this many training images after each epoch "
+                   "(pycls: 8192; 0 = off)")
 
 
 def add_evaluate(sub) -> None:

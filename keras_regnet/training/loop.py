@@ -17,11 +17,11 @@ import json
 import os
 import tempfile
 import time
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import keras
 
-from keras_regnet.architecture.config import RegNetConfig
+from keras_regnet.architecture.config import RegNetConfig, check_int
 from keras_regnet.architecture.models import RegNet
 from keras_regnet.architecture.zoo import function_name, lookup
 from keras_regnet.atomic import write_text
@@ -29,9 +29,11 @@ from keras_regnet.data import TrainingData, prepare
 from keras_regnet.training import callbacks as cb
 from keras_regnet.training.distribute import Distribution, make_distribution
 from keras_regnet.training.optimizer import compile_model
+from keras_regnet.training.precise_bn import PreciseBatchNorm, precise_batches
 from keras_regnet.training.recipe import Recipe
 
-PRECISIONS = (None, "float32", "mixed_float16", "mixed_bfloat16")
+# float64 is for numerical verification (the parity tests against pycls run in it).
+PRECISIONS = (None, "float32", "mixed_float16", "mixed_bfloat16", "float64")
 
 
 def check_output_dir(output_dir: str) -> str:
@@ -54,6 +56,7 @@ class Run:
     recipe: Recipe
     small_images: bool
     output_dir: str
+    seed: Optional[int] = None
 
 
 def train(
@@ -74,6 +77,8 @@ def train(
     *,
     validation_data=None,
     time_budget_s: Optional[float] = None,
+    seed: Optional[int] = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Train a RegNet with the recipe in ``model.fit``; resumable and logged.
 
@@ -101,8 +106,9 @@ def train(
             ``recipe.image_size <= 64``.
         weights: initial weights (``builder`` ``weights`` argument).
         data_dir, manual_dir: TensorFlow Datasets folders.
-        mixed_precision: ``None``/``"float32"``, ``"mixed_float16"``,
-            ``"mixed_bfloat16"``.
+        mixed_precision: the dtype policy: ``None``/``"float32"``,
+            ``"mixed_float16"``, ``"mixed_bfloat16"``, or ``"float64"`` (slow;
+            for numerical checks).
         jit_compile, steps_per_execution: passed to ``model.compile``.
         strategy: on TensorFlow a ``tf.distribute`` strategy name (see
             :func:`~keras_regnet.training.distribute.make_strategy`); on JAX
@@ -119,6 +125,13 @@ def train(
             epoch runs), keeping the backup: calling ``train`` again the same
             way continues.  ``results["complete"]`` says whether the run
             has all its epochs.
+        seed: fixes the initial weights, the shuffling and the augmentation
+            (:func:`keras.utils.set_random_seed` and the input pipeline's
+            seed), so two runs with the same seed see the same batches from
+            the same start.  ``None``: a fresh random run.
+        callbacks: more Keras callbacks for ``fit``; they run after the
+            package's own (precise BN, backup, log, checkpoints) and before
+            the time budget.
 
     Running the same call again after an interruption (even ``kill -9``) or a
     time-budget stop resumes from the last backup
@@ -134,9 +147,11 @@ def train(
         keras_regnet.training.TrainingDiverged: the loss became NaN/inf.
     """
     start = time.monotonic()
-    run = check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s)
+    run = check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed)
     distribution = make_distribution(strategy)
     distribution.check_batch_size(run.recipe.batch_size)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     with dtype_policy(mixed_precision):
         dataset = load_data(data, validation_data, run, distribution, data_dir=data_dir, manual_dir=manual_dir)
         with distribution.scope():
@@ -145,13 +160,13 @@ def train(
                 net, run.recipe, dataset.steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution
             )
         net = distribution.prepare_model(net)
-        callbacks = make_callbacks(run, distribution, backup_every_steps, time_budget_s, start)
+        callbacks = make_callbacks(run, dataset, distribution, backup_every_steps, time_budget_s, start, callbacks)
         history, wall = fit(net, dataset, run.recipe, callbacks, verbose)
     check_finite(callbacks)
     return write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall)
 
 
-def check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s) -> Run:
+def check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed=None) -> Run:
     """Everything that can be wrong with the arguments, checked before any work starts."""
     if isinstance(model, RegNetConfig):
         config, name = model, "custom"
@@ -164,11 +179,13 @@ def check_arguments(model, output_dir, recipe, small_images, mixed_precision, ti
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}; got mixed_precision={mixed_precision!r}.")
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time_budget_s must be None or a positive number of seconds; got {time_budget_s!r}.")
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
     check_output_dir(output_dir)
     small = recipe.image_size <= 64 if small_images is None else small_images
     if small:
         config = dataclasses.replace(config, stem_stride=1)
-    return Run(name=name, config=config, recipe=recipe, small_images=small, output_dir=output_dir)
+    return Run(name=name, config=config, recipe=recipe, small_images=small, output_dir=output_dir, seed=seed)
 
 
 @contextlib.contextmanager
@@ -188,7 +205,7 @@ def load_data(data, validation_data, run: Run, distribution: Distribution, data_
         run.recipe,
         small_images=run.small_images,
         validation_data=validation_data,
-        seed=distribution.shuffle_seed,
+        seed=run.seed if run.seed is not None else distribution.shuffle_seed,
         data_dir=data_dir,
         manual_dir=manual_dir,
     )
@@ -202,8 +219,11 @@ def build_model(run: Run, classes: int, weights=None) -> keras.Model:
     )
 
 
-def make_callbacks(run: Run, distribution: Distribution, backup_every_steps, time_budget_s, start) -> list:
-    """Backup, NaN stop, CSV log, checkpoints, curves, TensorBoard where it can be written, time budget last."""
+def make_callbacks(
+    run: Run, dataset: TrainingData, distribution: Distribution, backup_every_steps, time_budget_s, start, extra=()
+) -> list:
+    """Precise BN first (what is saved has its statistics), then backup, NaN stop, CSV log, checkpoints,
+    curves, TensorBoard where it can be written, time budget last."""
     output_dir = run.output_dir
     csv_path = os.path.join(output_dir, "log.csv")
     backup_dir = os.path.join(output_dir, "backup")
@@ -216,8 +236,12 @@ def make_callbacks(run: Run, distribution: Distribution, backup_every_steps, tim
         cb.AtomicCheckpoints(output_dir, log_csv=csv_path if resuming else None),
         cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
     ]
+    if run.recipe.precise_bn_images:
+        batches = precise_batches(run.recipe.precise_bn_images, run.recipe.batch_size, dataset.steps_per_epoch)
+        callbacks.insert(0, PreciseBatchNorm(dataset.train, batches))
     if distribution.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
+    callbacks += list(extra)
     if time_budget_s is not None:  # last: stops after everything above has written its files
         callbacks.append(cb.TimeBudget(time_budget_s, backup=backup, start=start))
     return callbacks
@@ -266,6 +290,7 @@ def write_results(run, dataset, distribution, mixed_precision, callbacks, histor
         "recipe": dataclasses.asdict(recipe),
         "small_images": run.small_images,
         "mixed_precision": mixed_precision,
+        "seed": run.seed,
         "replicas": distribution.replicas,
         "complete": epochs_done >= recipe.epochs,
         "epochs_done": epochs_done,

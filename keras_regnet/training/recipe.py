@@ -4,8 +4,9 @@ pycls (configs/dds_baselines) trains every published model with: SGD,
 momentum 0.9, Nesterov; base learning rate 0.1 x batch / 128 (0.8 at 1024);
 half-period cosine over 100 epochs; 5 warm-up epochs rising linearly from
 0.1 x; weight decay 5e-5 on *all* parameters (BatchNorm included), coupled
-into the gradient as PyTorch's SGD does; plain cross-entropy.  The learning
-rate is set once per epoch (pycls's ``get_epoch_lr``).
+into the gradient as PyTorch's SGD does; plain cross-entropy; BatchNorm
+statistics recomputed over 8,192 training images after every epoch (precise
+BN).  The learning rate is set once per epoch (pycls's ``get_epoch_lr``).
 
 :class:`Recipe` holds those defaults (every field overridable, modern extras
 off); :func:`compile_model` applies it to a Keras model.
@@ -55,6 +56,9 @@ class Recipe:
         pca_lighting: AlexNet PCA lighting noise std (0.1; 0 = off).
         mixup, cutmix: mixing strength alpha (0 = off).
         randaugment: RandAugment magnitude in [0, 1] (0 = off).
+        precise_bn_images: after each epoch, recompute BatchNorm statistics
+            over this many training images before evaluating and saving
+            (pycls's precise BN: 8,192; 0 = off, keeping the moving averages).
     """
 
     epochs: int = 100
@@ -74,6 +78,7 @@ class Recipe:
     mixup: float = 0.0
     cutmix: float = 0.0
     randaugment: float = 0.0
+    precise_bn_images: int = 8192
 
     def __post_init__(self):
         check_int("epochs", self.epochs)
@@ -83,6 +88,7 @@ class Recipe:
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32; got image_size={self.image_size}.")
         check_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        check_int("precise_bn_images", self.precise_bn_images, minimum=0)
         for name in ("weight_decay", "label_smoothing", "pca_lighting", "mixup", "cutmix", "randaugment", "min_lr"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {name}={getattr(self, name)}.")
