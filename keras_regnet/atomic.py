@@ -81,6 +81,13 @@ def write_text(path: str, text: str) -> str:
     return path
 
 
+def write_bytes(path: str, data: bytes) -> str:
+    with atomic_path(path, nbytes=len(data)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return path
+
+
 def check_free_space(path: str, nbytes: int) -> None:
     """Raise ``OSError(ENOSPC)`` naming ``path`` if its file system has no room for ``nbytes``.
 

@@ -18,7 +18,7 @@ import scipy.stats
 from conftest import require
 
 from keras_regnet.data import transforms_numpy
-from keras_regnet.data.geometry import EIG_VALS, EIG_VECS
+from keras_regnet.data.geometry import CIFAR_FILL, EIG_VALS, EIG_VECS
 
 pycls_transforms = require("pycls.datasets.transforms")
 
@@ -33,10 +33,10 @@ def t(request):
     return transforms_tf
 
 
-def ramp(h, w, offset=0):
-    """uint8 image with pixel (y, x) = (y + offset, x + offset, 0)."""
+def ramp(h, w, offset=0, dtype=np.uint8):
+    """Image with pixel (y, x) = (y + offset, x + offset, 0) (uint8, or float32 for sides over 256)."""
     rows, cols = np.meshgrid(np.arange(h) + offset, np.arange(w) + offset, indexing="ij")
-    return np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8)
+    return np.stack([rows, cols, np.zeros_like(rows)], -1).astype(dtype)
 
 
 def crop_box(out):
@@ -85,6 +85,28 @@ def test_inception_crop_statistics_are_pycls(t, pycls_crops):
     assert abs(np.mean(aspect > 1) - np.mean(ref_aspect > 1)) < 0.06  # the height/width swap
 
 
+def sized_crop_statistics(boxes, h, w):
+    """Fallback share and (area, aspect) of the boxes a 64 x size crop of an h x w ramp came from."""
+    boxes = np.asarray(boxes)
+    fallback = np.all(boxes == [0, (w - h) // 2, h, h], axis=1)  # the centre square of pycls's fallback
+    return fallback.mean(), crop_statistics(boxes[~fallback], h, w)
+
+
+def test_inception_crop_retries_and_fallback_are_pycls(t):
+    # 64 x 400: a try fits about one time in eleven, so the chosen box comes from any of the 10 tries
+    # and four crops in ten fall back; the selection must match pycls's, not only the draws.
+    image, n = ramp(64, 400, dtype=np.float32), 1000
+    np.random.seed(1)
+    ref = sized_crop_statistics([crop_box(pycls_transforms.random_sized_crop(image, 16)) for _ in range(n)], 64, 400)
+    rng = t.make_rng(11)
+    ours = sized_crop_statistics([crop_box(np.asarray(t.inception_crop(image, 16, rng))) for _ in range(n)], 64, 400)
+    (fallback, (area, aspect)), (ref_fallback, (ref_area, ref_aspect)) = ours, ref
+    assert 0.3 < ref_fallback < 0.5 and abs(fallback - ref_fallback) < 4 * np.sqrt(2 * 0.25 / n)
+    assert scipy.stats.ks_2samp(area, ref_area).pvalue > 1e-3
+    assert scipy.stats.ks_2samp(np.log(aspect), np.log(ref_aspect)).pvalue > 1e-3
+    assert area.max() <= 64 * 85 / 25600 and 0.72 <= aspect.min() and aspect.max() <= 1.39
+
+
 def test_inception_crop_falls_back_to_pycls_centre_crop(t):
     # 10 x 250: no box of >= 8% of the area with aspect in [3/4, 4/3] fits in 10 rows.
     image = ramp(10, 250)
@@ -109,22 +131,31 @@ def test_random_flip_rate_is_one_half(t):
     assert abs(flipped.mean() - 0.5) < 0.04  # 3.6 standard deviations
 
 
-def test_pad_crop_flip_offsets_are_uniform_over_all_nine(t):
-    image, rng = ramp(32, 32, offset=1), t.make_rng(4)  # values 1..32: padding (0) is visible
+def test_pad_crop_flip_offsets_are_pycls_uniform_over_eight(t):
+    image, rng = ramp(32, 32, offset=1), t.make_rng(4)  # values 1..32, channel 2 zero: padding is visible
     outs = np.stack([np.asarray(t.pad_crop_flip(image, rng)) for _ in range(1800)])
     assert outs.shape == (1800, 32, 32, 3) and outs.dtype == np.float32
     flipped = outs[:, 16, 17, 1] < outs[:, 16, 16, 1]
-    dy = outs[:, 16, 16, 0] - 13  # crop top in padded coordinates, 0..8
-    dx = outs[:, 16, 16, 1] - np.where(flipped, 12, 13)
+    dy = outs[:, 16, 16, 0] - 13  # crop top in padded coordinates, 0..7
+    dx = np.where(flipped, 20 - outs[:, 16, 16, 1], outs[:, 16, 16, 1] - 13)  # flipped first, as pycls
     for offsets in (dy, dx):
-        counts = np.bincount(offsets.astype(int), minlength=9)
-        assert len(counts) == 9 and counts.min() > 0  # 0..8: both edges reached (pycls's randint stops at 7)
+        counts = np.bincount(offsets.astype(int), minlength=8)
+        assert len(counts) == 8 and counts.min() > 0  # 0..7, as pycls's randint(0, 8): offset 8 never
         assert scipy.stats.chisquare(counts).pvalue > 1e-3
     assert abs(flipped.mean() - 0.5) < 0.05
-    # A crop at offset 0 starts with the 4 rows of zero padding, then the image's first row.
+    # A crop at offset 0 starts with 4 rows of padding in pycls's colour (the normalisation's mean), then the image's first row.
     top = outs[dy == 0]
     row = top[:, 4]
-    assert np.all(top[:, :4] == 0) and np.all(row[row[..., 1] > 0][:, 0] == 1)
+    assert np.all(top[:, :4] == np.float32(CIFAR_FILL)) and np.all(row[row[..., 2] == 0][:, 0] == 1)
+    assert np.all(row[row[..., 2] != 0] == np.float32(CIFAR_FILL))
+
+
+def pycls_lighting_coefficients(n):
+    """``alpha * eig_val`` of ``n`` draws of pycls's own lighting, solved from its RGB offsets."""
+    imagenet = require("pycls.datasets.imagenet")
+    np.random.seed(5)
+    offsets = [pycls_transforms.lighting(np.zeros((3, 1, 1)), 0.1, imagenet._EIG_VALS, imagenet._EIG_VECS)[::-1, 0, 0] for _ in range(n)]
+    return np.linalg.solve(imagenet._EIG_VECS, np.array(offsets).T).T
 
 
 def test_pca_lighting_has_the_alexnet_covariance(t):
@@ -137,6 +168,11 @@ def test_pca_lighting_has_the_alexnet_covariance(t):
     assert np.all(np.abs(noise.mean(0)) < 4 * 0.1 * EIG_VALS[0] / np.sqrt(3000))
     along_first = noise @ EIG_VECS[:, 0]
     assert np.std(along_first) == pytest.approx(0.1 * EIG_VALS[0], rel=0.06)
+    # Each eigen-direction's coefficient is distributed as pycls's own (KS against 3,000 of its draws).
+    ours, ref = np.linalg.solve(EIG_VECS, noise.T).T, pycls_lighting_coefficients(3000)
+    for k in range(3):
+        assert scipy.stats.ks_2samp(ours[:, k], ref[:, k]).pvalue > 1e-3
+        assert np.std(ref[:, k]) == pytest.approx(0.1 * EIG_VALS[k], rel=0.06)
 
 
 # ---------------------------------------------------------------- Mixup / CutMix

@@ -13,6 +13,12 @@ Conventions (both modules):
   (:func:`make_rng`), split with :func:`split_rng`.
 * Resizing is bilinear with half-pixel centres and no antialiasing, as
   OpenCV's ``INTER_LINEAR`` in pycls and ``tf.image.resize``.
+* Each random transform draws pycls's numbers and applies them with a
+  public function of the same module (:func:`inception_box` and
+  :func:`crop_resize`, :func:`horizontal_flip`, :func:`pad_crop`,
+  :func:`add_lighting`), over the shared geometry of
+  :mod:`keras_regnet.data.geometry`: ``tests/test_augmentation_parity.py``
+  feeds those the draws recorded from pycls and compares the outputs.
 """
 
 from __future__ import annotations
@@ -22,16 +28,8 @@ import math
 
 import numpy as np
 
-from keras_regnet.data.geometry import (
-    CIFAR_PAD,
-    CROP_AREA,
-    CROP_ASPECT,
-    CROP_TRIES,
-    EIG_VALS,
-    EIG_VECS,
-    eval_scale_size,
-    scale_crop_geometry,
-)
+from keras_regnet.data import geometry
+from keras_regnet.data.geometry import CIFAR_FILL, CIFAR_PAD, CROP_AREA, CROP_ASPECT, CROP_TRIES, eval_scale_size
 
 
 def make_rng(seed=None) -> np.random.Generator:
@@ -73,10 +71,16 @@ def resize_bilinear(image, height: int, width: int) -> np.ndarray:
     return np.take(image, lo, axis=1) * (1 - t) + np.take(image, hi, axis=1) * t
 
 
+def scale_crop_box(height, width, short: int, size: int):
+    """:func:`keras_regnet.data.geometry.scale_crop_geometry` in integers: ``(new_h, new_w, top, left)``."""
+    box = geometry.scale_crop_geometry(np.asarray(height, np.float64), np.asarray(width, np.float64), short, size)
+    return tuple(np.asarray(b).astype(np.int64)[()] for b in box)
+
+
 def scale_center_crop(image, short: int, size: int) -> np.ndarray:
-    """pycls's ``center_crop(size, scale(short, image))``: geometry of :func:`scale_crop_geometry`."""
+    """pycls's ``center_crop(size, scale(short, image))``: geometry of :func:`scale_crop_box`."""
     h, w = image.shape[:2]
-    nh, nw, y, x = scale_crop_geometry(h, w, short, size)
+    nh, nw, y, x = scale_crop_box(h, w, short, size)
     image = resize_bilinear(image, nh, nw) if (nh, nw) != (h, w) else np.asarray(image, np.float32)
     return image[y : y + size, x : x + size]
 
@@ -86,47 +90,79 @@ def eval_resize_crop(image, size: int) -> np.ndarray:
     return scale_center_crop(image, eval_scale_size(size), size)
 
 
+def inception_box(height, width, area_draws, aspect_draws, swap_draws):
+    """:func:`keras_regnet.data.geometry.inception_box` on numpy: ``(crop_h, crop_w)`` as integers, ``found``."""
+    draws = (np.asarray(d, np.float64) for d in (area_draws, aspect_draws, swap_draws))
+    crop_h, crop_w, found = geometry.inception_box(np.float64(height), np.float64(width), *draws)
+    return np.asarray(crop_h).astype(np.int64)[()], np.asarray(crop_w).astype(np.int64)[()], np.asarray(found)[()]
+
+
+def crop_resize(image, top, left, height: int, width: int, size: int) -> np.ndarray:
+    """The ``height`` x ``width`` box at (``top``, ``left``), resized to ``size`` x ``size`` (bilinear)."""
+    return resize_bilinear(np.asarray(image)[top : top + height, left : left + width], size, size)
+
+
 def inception_crop(image, size: int, rng) -> np.ndarray:
     """pycls's ``random_sized_crop``: a random box resized to ``size`` x ``size``.
 
-    Each of up to 10 tries draws an area fraction uniform in [0.08, 1] and an
-    aspect ratio uniform in [3/4, 4/3], rounds the sides, and swaps them on a
-    fair coin; the first box that fits is placed uniformly (every position,
-    where pycls's ``randint`` never reaches the last row/column) and resized.
-    When none fits, pycls's fallback: shorter side to ``size``, centre crop.
+    Draws pycls's numbers for all 10 tries at once (area fraction uniform in
+    [0.08, 1], aspect ratio uniform in [3/4, 4/3], swap coin) and turns them
+    into a box with :func:`inception_box`; the box is placed uniformly
+    (every position, where pycls's ``randint`` never reaches the last
+    row/column) and resized.  When no try fits, pycls's fallback: shorter
+    side to ``size``, centre crop.
     """
     h, w = image.shape[:2]
-    for _ in range(CROP_TRIES):
-        area = rng.uniform(*CROP_AREA) * h * w
-        aspect = rng.uniform(*CROP_ASPECT)
-        ch, cw = round(math.sqrt(area / aspect)), round(math.sqrt(area * aspect))
-        if rng.uniform() < 0.5:
-            ch, cw = cw, ch
-        if ch <= h and cw <= w:
-            y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-            return resize_bilinear(image[y : y + ch, x : x + cw], size, size)
-    return scale_center_crop(image, size, size)
+    draws = rng.uniform(*CROP_AREA, CROP_TRIES), rng.uniform(*CROP_ASPECT, CROP_TRIES), rng.uniform(size=CROP_TRIES)
+    crop_h, crop_w, found = inception_box(h, w, *draws)
+    if not found:
+        return scale_center_crop(image, size, size)
+    top, left = rng.integers(0, h - crop_h + 1), rng.integers(0, w - crop_w + 1)
+    return crop_resize(image, top, left, crop_h, crop_w, size)
+
+
+def horizontal_flip(image, draw) -> np.ndarray:
+    """Mirrored left-right when the uniform ``draw`` says so (:func:`keras_regnet.data.geometry.flip_decision`)."""
+    image = np.asarray(image, np.float32)
+    return image[:, ::-1] if geometry.flip_decision(draw) else image
 
 
 def random_flip(image, rng) -> np.ndarray:
     """Horizontal flip with probability 1/2."""
+    return horizontal_flip(image, rng.uniform())
+
+
+def pad_crop(image, top, left, pad: int = CIFAR_PAD) -> np.ndarray:
+    """Pad by ``pad`` with :data:`~keras_regnet.data.geometry.CIFAR_FILL`, take the image's size at (``top``, ``left``)."""
     image = np.asarray(image, np.float32)
-    return image[:, ::-1] if rng.uniform() < 0.5 else image
+    h, w = image.shape[:2]
+    padded = np.empty((h + 2 * pad, w + 2 * pad) + image.shape[2:], np.float32)
+    padded[:] = np.asarray(CIFAR_FILL, np.float32)
+    padded[pad : pad + h, pad : pad + w] = image
+    return padded[top : top + h, left : left + w]
 
 
 def pad_crop_flip(image, rng, pad: int = CIFAR_PAD) -> np.ndarray:
-    """CIFAR augmentation: zero-pad by ``pad``, random crop back (offsets 0..2*pad), random flip."""
-    crop_rng, flip_rng = split_rng(rng, 2)
-    h, w = image.shape[:2]
-    padded = np.pad(np.asarray(image, np.float32), ((pad, pad), (pad, pad), (0, 0)))
-    y, x = crop_rng.integers(0, 2 * pad + 1, size=2)
-    return random_flip(padded[y : y + h, x : x + w], flip_rng)
+    """pycls's CIFAR augmentation: random flip, then pad by ``pad`` and crop back at a random offset.
+
+    Draws as pycls does: the flip coin, then the top and left offsets,
+    uniform over ``0 .. 2 * pad - 1`` as pycls's ``randint`` draws them (it
+    never reaches the last position, ``2 * pad``).  The padding is pycls's:
+    the colour the model's normalisation maps to zero.
+    """
+    draw = rng.uniform()
+    top, left = rng.integers(0, 2 * pad, size=2)
+    return pad_crop(horizontal_flip(image, draw), top, left, pad)
+
+
+def add_lighting(image, alpha) -> np.ndarray:
+    """``image`` plus the PCA lighting offset of the three ``alpha`` draws (:func:`keras_regnet.data.geometry.lighting_offset`)."""
+    return np.asarray(image, np.float32) + geometry.lighting_offset(np.asarray(alpha, np.float32))
 
 
 def pca_lighting(image, std: float, rng) -> np.ndarray:
     """AlexNet lighting noise: pycls adds it to [0, 1] pixels, here scaled to [0, 255]."""
-    alpha = rng.normal(0.0, std, size=3).astype(np.float32)
-    return np.asarray(image, np.float32) + 255.0 * (EIG_VECS @ (alpha * EIG_VALS))
+    return add_lighting(image, rng.normal(0.0, std, size=3))
 
 
 def _cutmix_box(h, w, lam, rng):

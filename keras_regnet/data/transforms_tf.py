@@ -3,7 +3,8 @@
 Every function here has a twin of the same name and signature in
 :mod:`keras_regnet.data.transforms_numpy` (read its module docstring for
 the shared conventions); ``tests/test_transforms.py`` runs one statistical
-test over both.
+test over both, and ``tests/test_augmentation_parity.py`` feeds both the
+draws recorded from pycls's own transforms.
 
 Here ``rng`` is a stateless seed, an integer tensor of shape ``[2]`` (the
 input pipeline draws one per example from ``tf.data.Dataset.random``), or,
@@ -18,15 +19,8 @@ import functools
 
 import tensorflow as tf
 
-from keras_regnet.data.geometry import (
-    CIFAR_PAD,
-    CROP_AREA,
-    CROP_ASPECT,
-    CROP_TRIES,
-    EIG_VALS,
-    EIG_VECS,
-    eval_scale_size,
-)
+from keras_regnet.data import geometry
+from keras_regnet.data.geometry import CIFAR_FILL, CIFAR_PAD, CROP_AREA, CROP_ASPECT, CROP_TRIES, eval_scale_size
 
 
 def make_rng(seed=None) -> tf.random.Generator:
@@ -46,24 +40,22 @@ def as_float(image):
     return tf.cast(image, tf.float32)
 
 
+def scale_crop_box(height, width, short: int, size: int):
+    """:func:`keras_regnet.data.geometry.scale_crop_geometry` in int32: ``(new_h, new_w, top, left)``."""
+    dims = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
+    return tuple(tf.cast(b, tf.int32) for b in geometry.scale_crop_geometry(*dims, short, size, xp=tf))
+
+
 def scale_center_crop(image, short: int, size: int):
     """pycls's ``center_crop(size, scale(short, image))`` in graph ops (float32 out).
 
     Shorter side to ``short`` (bilinear, the longer side floored; no resize
     if the shorter side already has that length), then the central ``size``
-    x ``size`` with offsets rounded up: the geometry of
-    :func:`keras_regnet.data.geometry.scale_crop_geometry`.
+    x ``size`` with offsets rounded up: the geometry of :func:`scale_crop_box`.
     """
-    shape = tf.shape(image)[:2]
-    h, w = shape[0], shape[1]
-    ratio = tf.cast(tf.maximum(h, w), tf.float64) / tf.cast(tf.minimum(h, w), tf.float64)
-    long_side = tf.cast(tf.floor(ratio * short), tf.int32)
-    new_h = tf.where(w < h, long_side, short)
-    new_w = tf.where(w < h, short, long_side)
-    keep = tf.equal(tf.minimum(h, w), short)
-    new_h, new_w = tf.where(keep, h, new_h), tf.where(keep, w, new_w)
+    shape = tf.shape(image)
+    new_h, new_w, top, left = scale_crop_box(shape[0], shape[1], short, size)
     image = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
-    top, left = (new_h - size + 1) // 2, (new_w - size + 1) // 2
     return image[top : top + size, left : left + size]
 
 
@@ -72,57 +64,87 @@ def eval_resize_crop(image, size: int):
     return scale_center_crop(image, eval_scale_size(size), size)
 
 
-def _crop_and_resize(image, crop_h, crop_w, size, seed):
+@tf.function(autograph=False, reduce_retracing=True)
+def inception_box(height, width, area_draws, aspect_draws, swap_draws):
+    """:func:`keras_regnet.data.geometry.inception_box` in graph ops: ``(crop_h, crop_w)`` in int32, ``found``."""
+    dims = (tf.cast(height, tf.float64), tf.cast(width, tf.float64))
+    draws = (tf.cast(d, tf.float64) for d in (area_draws, aspect_draws, swap_draws))
+    crop_h, crop_w, found = geometry.inception_box(*dims, *draws, xp=tf)
+    return tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), found
+
+
+def crop_resize(image, top, left, height, width, size: int):
+    """The ``height`` x ``width`` box at (``top``, ``left``), resized to ``size`` x ``size`` (bilinear)."""
+    box = tf.cast(image, tf.float32)[top : top + height, left : left + width]
+    return tf.image.resize(box, (size, size), method="bilinear")
+
+
+def _place_and_resize(image, crop_h, crop_w, size, seed):
     """A ``crop_h`` x ``crop_w`` box at a uniform position (every position), resized to ``size``."""
     shape = tf.shape(image)
     y_seed, x_seed = split_rng(seed, 2)
-    y = tf.random.stateless_uniform([], y_seed, 0, shape[0] - crop_h + 1, tf.int32)
-    x = tf.random.stateless_uniform([], x_seed, 0, shape[1] - crop_w + 1, tf.int32)
-    return tf.image.resize(image[y : y + crop_h, x : x + crop_w], (size, size), method="bilinear")
+    top = tf.random.stateless_uniform([], y_seed, 0, shape[0] - crop_h + 1, tf.int32)
+    left = tf.random.stateless_uniform([], x_seed, 0, shape[1] - crop_w + 1, tf.int32)
+    return crop_resize(image, top, left, crop_h, crop_w, size)
 
 
 def inception_crop(image, size: int, rng):
     """pycls's ``random_sized_crop`` (see the numpy twin for the exact rule), in graph ops.
 
-    All 10 tries are drawn at once and the first box that fits is used; when
-    none fits, pycls's fallback: shorter side to ``size``, centre crop.
+    All 10 tries are drawn at once and :func:`inception_box` picks the first
+    box that fits; when none fits, pycls's fallback: shorter side to
+    ``size``, centre crop.
     """
     area_seed, aspect_seed, swap_seed, place_seed = split_rng(rng, 4)
     image = tf.cast(image, tf.float32)
     shape = tf.shape(image)
-    h, w = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
-    area = tf.random.stateless_uniform([CROP_TRIES], area_seed, *CROP_AREA, dtype=tf.float64) * h * w
+    area = tf.random.stateless_uniform([CROP_TRIES], area_seed, *CROP_AREA, dtype=tf.float64)
     aspect = tf.random.stateless_uniform([CROP_TRIES], aspect_seed, *CROP_ASPECT, dtype=tf.float64)
-    crop_h, crop_w = tf.round(tf.sqrt(area / aspect)), tf.round(tf.sqrt(area * aspect))  # half to even, as Python
-    swap = tf.random.stateless_uniform([CROP_TRIES], swap_seed, dtype=tf.float64) < 0.5
-    crop_h, crop_w = tf.where(swap, crop_w, crop_h), tf.where(swap, crop_h, crop_w)
-    fits = (crop_h <= h) & (crop_w <= w)
-    first = tf.argmax(tf.cast(fits, tf.int32))
+    swap = tf.random.stateless_uniform([CROP_TRIES], swap_seed, dtype=tf.float64)
+    crop_h, crop_w, found = inception_box(shape[0], shape[1], area, aspect, swap)
     out = tf.cond(
-        tf.reduce_any(fits),
-        lambda: _crop_and_resize(image, tf.cast(crop_h[first], tf.int32), tf.cast(crop_w[first], tf.int32), size, place_seed),
+        found,
+        lambda: _place_and_resize(image, crop_h, crop_w, size, place_seed),
         lambda: scale_center_crop(image, size, size),
     )
     return tf.ensure_shape(out, [size, size, 3])
 
 
+def horizontal_flip(image, draw):
+    """Mirrored left-right when the uniform ``draw`` says so (:func:`keras_regnet.data.geometry.flip_decision`)."""
+    image = tf.cast(image, tf.float32)
+    return tf.cond(tf.convert_to_tensor(geometry.flip_decision(draw)), lambda: image[:, ::-1], lambda: image)
+
+
 def random_flip(image, rng):
     """Horizontal flip with probability 1/2."""
-    return tf.image.stateless_random_flip_left_right(tf.cast(image, tf.float32), split_rng(rng, 1)[0])
+    return horizontal_flip(image, tf.random.stateless_uniform([], split_rng(rng, 1)[0]))
+
+
+def pad_crop(image, top, left, pad: int = CIFAR_PAD):
+    """Pad by ``pad`` with :data:`~keras_regnet.data.geometry.CIFAR_FILL`, take the image's size at (``top``, ``left``)."""
+    image = tf.cast(image, tf.float32)
+    shape, paddings = tf.shape(image), [[pad, pad], [pad, pad], [0, 0]]
+    inside = tf.pad(tf.ones_like(image), paddings) > 0
+    padded = tf.where(inside, tf.pad(image, paddings), tf.constant(CIFAR_FILL, tf.float32))
+    return tf.ensure_shape(padded[top : top + shape[0], left : left + shape[1]], image.shape)
 
 
 def pad_crop_flip(image, rng, pad: int = CIFAR_PAD):
-    """CIFAR augmentation: zero-pad by ``pad``, random crop back (offsets 0..2*pad), random flip."""
-    crop_seed, flip_seed = split_rng(rng, 2)
-    image = tf.cast(image, tf.float32)
-    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-    return random_flip(tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed), flip_seed)
+    """pycls's CIFAR augmentation: random flip, then pad by ``pad`` and crop back at a random offset (see the numpy twin)."""
+    flip_seed, crop_seed = split_rng(rng, 2)
+    top, left = tf.unstack(tf.random.stateless_uniform([2], crop_seed, 0, 2 * pad, tf.int32))
+    return pad_crop(horizontal_flip(image, tf.random.stateless_uniform([], flip_seed)), top, left, pad)
+
+
+def add_lighting(image, alpha):
+    """``image`` plus the PCA lighting offset of the three ``alpha`` draws (:func:`keras_regnet.data.geometry.lighting_offset`)."""
+    return tf.cast(image, tf.float32) + geometry.lighting_offset(tf.cast(alpha, tf.float32))
 
 
 def pca_lighting(image, std: float, rng):
     """AlexNet lighting noise: pycls adds it to [0, 1] pixels, here scaled to [0, 255]."""
-    alpha = tf.random.stateless_normal([3], split_rng(rng, 1)[0], stddev=std)
-    return tf.cast(image, tf.float32) + 255.0 * tf.linalg.matvec(tf.constant(EIG_VECS), alpha * EIG_VALS)
+    return add_lighting(image, tf.random.stateless_normal([3], split_rng(rng, 1)[0], stddev=std))
 
 
 def _beta(alpha, seed):
