@@ -1,0 +1,94 @@
+"""A class-balanced CIFAR-10 subset, laid out for both trainers of the 100-epoch comparison.
+
+From the shared CIFAR-10 training set (50,000 JPEGs, ``cifar10_train_jpeg.npz``)
+it takes ``--train-per-class`` and ``--val-per-class`` disjoint images of each
+class (a fixed seed picks them) and writes:
+
+* ``OUT/train/<class>/<index>.jpg`` and ``OUT/val/<class>/<index>.jpg``: the
+  original JPEG bytes, which ``keras-regnet train --data OUT`` reads;
+* ``OUT/pycls/``: the same images in the CIFAR-10 python pickle layout that
+  ``pycls.datasets.cifar10.Cifar10`` reads (``data_batch_1`` ... ``_5``,
+  ``test_batch``: rows of 3,072 uint8 in CHW order), decoded with
+  ``tf.io.decode_image``, the decoder keras_regnet's tf.data pipeline uses,
+  so both trainers see the same pixels.
+
+The validation images are never trained on (they are other images of the
+shared training set).  Idempotent: files already there are kept.
+
+    python benchmarks/cifar_subset.py --out /tmp/cifar_subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+
+import numpy as np
+
+from keras_regnet.atomic import write_bytes
+from keras_regnet.safe_io import load_npz
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10_train_jpeg.npz")
+
+
+def pick(labels, per_class_train: int, per_class_val: int, seed: int):
+    """Indices of the train and validation images: disjoint, class-balanced, seeded."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        train += list(members[:per_class_train])
+        val += list(members[per_class_train: per_class_train + per_class_val])
+    return np.sort(train), np.sort(val)
+
+
+def write_jpegs(out, split, indices, data) -> None:
+    for i in indices:
+        folder = os.path.join(out, split, str(data["classes"][data["train_labels"][i]]))
+        path = os.path.join(folder, f"{i:05d}.jpg")
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            o = data["train_offsets"]
+            write_bytes(path, data["train_jpeg"][o[i]: o[i + 1]].tobytes())
+
+
+def decoded_rows(indices, data) -> np.ndarray:
+    """(n, 3072) uint8 CHW rows, decoded by TensorFlow as keras_regnet's pipeline does."""
+    import tensorflow as tf
+
+    o = data["train_offsets"]
+    images = [tf.io.decode_image(data["train_jpeg"][o[i]: o[i + 1]].tobytes(), channels=3).numpy() for i in indices]
+    return np.stack(images).transpose(0, 3, 1, 2).reshape(len(indices), -1)
+
+
+def write_pycls(out, train, val, data) -> None:
+    folder = os.path.join(out, "pycls")
+    os.makedirs(folder, exist_ok=True)
+    labels = data["train_labels"]
+    parts = np.array_split(train, 5)
+    batches = {f"data_batch_{k + 1}": part for k, part in enumerate(parts)}
+    batches["test_batch"] = val
+    for name, indices in batches.items():
+        record = {b"data": decoded_rows(indices, data), b"labels": [int(labels[i]) for i in indices]}
+        write_bytes(os.path.join(folder, name), pickle.dumps(record))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", default=SHARED, help="the shared CIFAR-10 JPEG .npz")
+    p.add_argument("--out", required=True)
+    p.add_argument("--train-per-class", type=int, default=500)
+    p.add_argument("--val-per-class", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    data = load_npz(args.source, ["train_jpeg", "train_offsets", "train_labels", "classes"])
+    train, val = pick(data["train_labels"], args.train_per_class, args.val_per_class, args.seed)
+    write_jpegs(args.out, "train", train, data)
+    write_jpegs(args.out, "val", val, data)
+    write_pycls(args.out, train, val, data)
+    print(f"{len(train)} training and {len(val)} validation images in {args.out} (JPEG folders and pycls/ pickles)")
+
+
+if __name__ == "__main__":
+    main()
