@@ -43,7 +43,10 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None):
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every GPU; without GPUs, every logical CPU device (tf.distribute's own
+        # default would take a single CPU), so CPU-only hosts can mirror too.
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -141,8 +144,6 @@ def make_keras_distribution(name: str = "auto"):
     if name == "none" or (name == "auto" and len(devices) < 2):
         return None
     return keras.distribution.DataParallel(devices=devices)
-
-
 
 
 @dataclasses.dataclass(frozen=True)
