@@ -102,7 +102,7 @@ def pycls_inputs(images):
     return torch.from_numpy(np.ascontiguousarray(x[..., ::-1].transpose(0, 3, 1, 2)))
 
 
-def run_pycls(images, labels, checkpoint, epochs=EPOCHS):
+def run_pycls(images, labels, checkpoint, epochs=EPOCHS, precise=True):
     """pycls's train_model loop body, epoch by epoch; the state after each epoch's precise BN."""
     torch.manual_seed(0)
     model = pycls_builders.build_model().double()
@@ -115,7 +115,8 @@ def run_pycls(images, labels, checkpoint, epochs=EPOCHS):
     states = []
     for epoch in range(epochs):
         pycls_trainer.train_epoch(loader, model, loss_fun, optimizer, meter, epoch)
-        pycls_net.compute_precise_bn_stats(model, loader)
+        if precise:  # pycls's train_model: if cfg.BN.USE_PRECISE_STATS
+            pycls_net.compute_precise_bn_stats(model, loader)
         weights = {k: v.copy() for k, v in pycls_reference.state_numpy(model).items()}  # numpy() shares memory
         names = [n for n, _ in model.named_parameters()]
         velocity = {n: optimizer.state[p]["momentum_buffer"].numpy().copy() for n, p in zip(names, model.parameters())}
@@ -136,14 +137,14 @@ class Snapshots(keras.callbacks.Callback):
         self.velocities.append({v.path: np.array(m) for v, m in pairs})
 
 
-def run_keras(images, labels, checkpoint, tmp_path, epochs=EPOCHS):
+def run_keras(images, labels, checkpoint, tmp_path, epochs=EPOCHS, precise=True):
     import tensorflow as tf
 
     one_hot = np.eye(10)[labels]
     data = tf.data.Dataset.from_tensor_slices((images, one_hot)).batch(BATCH)
     recipe = Recipe(
         epochs=epochs, batch_size=BATCH, base_lr=0.1, warmup_epochs=WARMUP, image_size=32, pca_lighting=0.0,
-        precise_bn_images=PRECISE_IMAGES,
+        precise_bn_images=PRECISE_IMAGES if precise else 0,
     )
     snapshots = Snapshots()
     train(
@@ -165,11 +166,14 @@ def relative_errors(ours, reference):
     return {k: np.linalg.norm(ours[k] - reference[k]) / max(np.linalg.norm(reference[k]), 1e-300) for k in ours}
 
 
-def test_training_equals_pycls_trainer_epoch_by_epoch(cpu_pycls, tmp_path):
+@pytest.mark.parametrize("precise", [True, False], ids=["precise-bn", "moving-averages"])
+def test_training_equals_pycls_trainer_epoch_by_epoch(cpu_pycls, tmp_path, precise):
+    """With precise BN (pycls's default) and without it: then the BatchNorm statistics compared are
+    the moving averages of training, which tests PyTorch's unbiased running variance."""
     images, labels = batches_data()
     checkpoint = tmp_path / "init.pyth"
-    expected = run_pycls(images, labels, checkpoint)
-    snapshots = run_keras(images, labels, checkpoint, tmp_path)
+    expected = run_pycls(images, labels, checkpoint, precise=precise)
+    snapshots = run_keras(images, labels, checkpoint, tmp_path, precise=precise)
     assert len(snapshots.weights) == EPOCHS
     for epoch, (weights, velocity_state) in enumerate(expected):
         errors = relative_errors(snapshots.weights[epoch], as_keras(weights))
