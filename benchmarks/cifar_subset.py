@@ -6,11 +6,12 @@ class (a fixed seed picks them) and writes:
 
 * ``OUT/train/<class>/<index>.jpg`` and ``OUT/val/<class>/<index>.jpg``: the
   original JPEG bytes, which ``keras-regnet train --data OUT`` reads;
-* ``OUT/pycls/``: the same images in the CIFAR-10 python pickle layout that
-  ``pycls.datasets.cifar10.Cifar10`` reads (``data_batch_1`` ... ``_5``,
-  ``test_batch``: rows of 3,072 uint8 in CHW order), decoded with
-  ``tf.io.decode_image``, the decoder keras_regnet's tf.data pipeline uses,
-  so both trainers see the same pixels.
+* ``OUT/pycls/train.npz`` and ``test.npz``: the same images as the arrays
+  ``pycls.datasets.cifar10.Cifar10`` holds (``data``: rows of 3,072 uint8 in
+  CHW order, ``labels``), decoded with ``tf.io.decode_image``, the decoder
+  keras_regnet's tf.data pipeline uses, so both trainers see the same
+  pixels.  (Not CIFAR's pickles: nothing here reads or writes pickle; the
+  reference driver loads these arrays into pycls's dataset.)
 
 The validation images are never trained on (they are other images of the
 shared training set).  Idempotent: files already there are kept.
@@ -21,8 +22,8 @@ shared training set).  Idempotent: files already there are kept.
 from __future__ import annotations
 
 import argparse
+import io
 import os
-import pickle
 
 import numpy as np
 
@@ -63,15 +64,11 @@ def decoded_rows(indices, data) -> np.ndarray:
 
 
 def write_pycls(out, train, val, data) -> None:
-    folder = os.path.join(out, "pycls")
-    os.makedirs(folder, exist_ok=True)
     labels = data["train_labels"]
-    parts = np.array_split(train, 5)
-    batches = {f"data_batch_{k + 1}": part for k, part in enumerate(parts)}
-    batches["test_batch"] = val
-    for name, indices in batches.items():
-        record = {b"data": decoded_rows(indices, data), b"labels": [int(labels[i]) for i in indices]}
-        write_bytes(os.path.join(folder, name), pickle.dumps(record))
+    for split, indices in (("train", train), ("test", val)):
+        buffer = io.BytesIO()
+        np.savez(buffer, data=decoded_rows(indices, data), labels=labels[indices].astype(np.int64))
+        write_bytes(os.path.join(out, "pycls", f"{split}.npz"), buffer.getvalue())
 
 
 def main(argv=None) -> None:
@@ -87,7 +84,7 @@ def main(argv=None) -> None:
     write_jpegs(args.out, "train", train, data)
     write_jpegs(args.out, "val", val, data)
     write_pycls(args.out, train, val, data)
-    print(f"{len(train)} training and {len(val)} validation images in {args.out} (JPEG folders and pycls/ pickles)")
+    print(f"{len(train)} training and {len(val)} validation images in {args.out} (JPEG folders and pycls/ arrays)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Runs pycls's functions in the order of its ``trainer.train_model``: per epoch
 ``checkpoint.save_checkpoint``, ``trainer.test_epoch``; the model is
 ``builders.build_model()`` (its RegNet with ``res_stem_cifar``), the
 optimizer ``construct_optimizer``, the data pycls's own CIFAR-10 loader and
-transforms (flip, pad-4 random crop) reading the pickles of
+transforms (flip, pad-4 random crop), over the arrays of
 ``benchmarks/cifar_subset.py``.
 
 What the driver changes, and why:
@@ -14,11 +14,14 @@ What the driver changes, and why:
 * pycls 0.1.1 assumes CUDA: ``.cuda()`` returns its receiver, one "device"
   is reported, the GPU-memory meter reads 0; and torch 2's weights-only
   ``torch.load`` is told that numpy scalars in its checkpoints are data;
+* ``Cifar10._load_data`` reads the subset's ``.npz`` arrays (no pickle
+  allowed, ``allow_pickle=False``) instead of CIFAR's pickle batches; its
+  transforms (``_prepare_im``) are pycls's;
 * its ``meters.topk_errors`` calls ``.view()`` on a non-contiguous tensor,
   which torch 2 refuses: replaced by the same computation with
   ``reshape`` (it only feeds the logged errors);
 * input normalisation: pycls's CIFAR mean/std constants are replaced by the
-  ImageNet mean/std (x 255, RGB order like the pickles) that keras_regnet's
+  ImageNet mean/std (x 255, RGB order like the arrays) that keras_regnet's
   models apply, so both trainers see the same normalised pixels (and pycls's
   zero padding after normalisation is that mean colour);
 * its epoch loop is this file's, for a time budget (``--time-budget``: stop
@@ -66,6 +69,13 @@ def topk_errors(preds, labels, ks):
     return [(1.0 - correct[:k].reshape(-1).float().sum() / preds.size(0)) * 100.0 for k in ks]
 
 
+def load_subset(dataset):
+    """``Cifar10._load_data`` for ``benchmarks/cifar_subset.py``'s arrays: (float32 NCHW inputs, labels)."""
+    arrays = np.load(os.path.join(dataset._data_path, f"{dataset._split}.npz"), allow_pickle=False)
+    inputs = arrays["data"].astype(np.float32).reshape((-1, 3, cfg.TRAIN.IM_SIZE, cfg.TRAIN.IM_SIZE))
+    return inputs, [int(v) for v in arrays["labels"]]
+
+
 def run_on_cpu() -> None:
     torch.nn.Module.cuda = lambda self, *a, **k: self
     torch.Tensor.cuda = lambda self, *a, **k: self
@@ -77,6 +87,7 @@ def run_on_cpu() -> None:
     # weights-only loader refuses them unless listed: list them, run no code.
     torch.serialization.add_safe_globals([np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType])
     cifar10._MEAN, cifar10._SD = IMAGENET_MEAN_255, IMAGENET_STD_255
+    cifar10.Cifar10._load_data = load_subset
 
 
 def configure(args) -> None:

@@ -6,16 +6,15 @@ the CPU) must run, log one row per epoch and resume with the same command.
 """
 
 import csv
+import io
 import json
 import os
-import pickle
 import subprocess
 import sys
 
 import numpy as np
 from conftest import require
 from PIL import Image
-import io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -47,7 +46,7 @@ def make_subset(tmp_path):
     return out
 
 
-def test_pycls_pickles_hold_the_pixels_keras_regnet_decodes(tmp_path):
+def test_pycls_arrays_hold_the_pixels_keras_regnet_decodes(tmp_path):
     tf = require("tensorflow")
     from keras_regnet.data.pipeline_tf import decode_files
     from keras_regnet.data.sources import open_source
@@ -55,9 +54,8 @@ def test_pycls_pickles_hold_the_pixels_keras_regnet_decodes(tmp_path):
     out = make_subset(tmp_path)
     source = open_source(str(out))
     assert (source.num_train, source.num_validation) == (40, 20)
-    with open(out / "pycls" / "test_batch", "rb") as f:
-        record = pickle.load(f, encoding="bytes")
-    rows = record[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    record = np.load(out / "pycls" / "test.npz")
+    rows = record["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     ours = {os.path.basename(p): image.numpy() for p, (image, _) in
             zip(source.validation.files, decode_files(source.validation.files, source.validation.labels))}
     # Both lists are sorted by shared-data index, which the file names carry.
@@ -65,7 +63,7 @@ def test_pycls_pickles_hold_the_pixels_keras_regnet_decodes(tmp_path):
     assert len(names) == len(rows) == 20
     for name, row in zip(names, rows):
         np.testing.assert_array_equal(ours[name], row)
-    assert sorted(record[b"labels"]) == sorted(int(v) for v in source.validation.labels)
+    assert sorted(record["labels"]) == sorted(int(v) for v in source.validation.labels)
     assert tf is not None
 
 
