@@ -87,6 +87,12 @@ NOT_RUN = {
     r"curl .*localhost:8501.*": "needs the TF Serving server the docker command starts",
     r"python benchmarks/.*": "a benchmark: many minutes of CPU time, run by hand to reproduce docs/benchmarks.md",
     r"keras-regnet (evaluate|export)": "names the subcommand in prose (its commands are shown in full in the same page)",
+    r"KERAS_BACKEND=jax keras-regnet train .*--strategy data_parallel.*": (
+        "needs several JAX devices; tests/test_distribution_exact.py runs train(strategy='data_parallel') on 2 host devices"
+    ),
+    r"'?TF_CONFIG=.* keras-regnet train .*--strategy multiworker.*": (
+        "needs the other machines named in TF_CONFIG; tests/test_multiworker.py runs the CLI on two local workers"
+    ),
     r"TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 keras-regnet train .*--epochs 100 .*": (
         "docs/results.md's 100-epoch runs (about 30 minutes each here); tests/test_recipe_parity.py proves the "
         "same recipe step for step and tests/test_pycls_reference_driver.py runs the pycls side shrunk"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, ContextManager, Optional
 
@@ -46,13 +47,27 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None):
         # Every GPU; without GPUs, every logical CPU device (tf.distribute's own
         # default would take a single CPU), so CPU-only hosts can mirror too.
         gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")])
+        return mirrored_strategy(None if gpus else tuple(d.name for d in tf.config.list_logical_devices("CPU")))
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+@functools.lru_cache(maxsize=None)
+def mirrored_strategy(devices: Optional[tuple] = None):
+    """The process's one ``tf.distribute.MirroredStrategy`` over ``devices`` (``None``: every GPU).
+
+    Every new MirroredStrategy numbers its collective all-reduces from the
+    same keys, so a second one in a process fails once its all-reduces differ
+    in shape from the first's ("Shape mismatch in the collective instance
+    100", tensorflow/tensorflow#62790).  One strategy per device list, reused.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(list(devices) if devices else None)
 
 
 def in_multi_worker_mode(strategy) -> bool:

@@ -161,7 +161,8 @@ def train(
             )
         net = distribution.prepare_model(net)
         callbacks = make_callbacks(run, dataset, distribution, backup_every_steps, time_budget_s, start, callbacks)
-        history, wall = fit(net, dataset, run.recipe, callbacks, verbose)
+        with distribution.scope():  # JAX: keras.distribution shards the batches only while it is set
+            history, wall = fit(net, dataset, run.recipe, callbacks, verbose)
     check_finite(callbacks)
     return write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall)
 
