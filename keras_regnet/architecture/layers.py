@@ -230,6 +230,18 @@ class GroupedConv2D(layers.Conv2D):
         return super().convolution_op(inputs, kernel)
 
 
+def batch_moments(x, axis: int = -1):
+    """Per-channel ``(mean, biased variance, unbiased variance)`` of ``x`` over every axis but ``axis``.
+
+    The unbiased variance is ``n / (n - 1)`` times the biased one, ``n`` the
+    values per channel: what PyTorch's BatchNorm moves its running variance to.
+    """
+    axes = [a for a in range(len(x.shape)) if a != axis % len(x.shape)]
+    mean, variance = ops.moments(x, axes)
+    count = ops.cast(ops.prod(ops.take(ops.shape(x), axes)), x.dtype)
+    return mean, variance, variance * count / ops.maximum(count - 1.0, 1.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_regnet")
 class BatchNormalization(layers.BatchNormalization):
     """BatchNormalization whose moving variance is PyTorch's (``nn.BatchNorm2d``).
@@ -248,12 +260,9 @@ class BatchNormalization(layers.BatchNormalization):
         if not (training and self.trainable) or mask is not None or self.synchronized:
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras: moments in >= float32
-        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
-        mean, variance = ops.moments(x, axes)
-        count = ops.cast(ops.prod(ops.take(ops.shape(x), axes)), x.dtype)
+        mean, variance, unbiased = batch_moments(x, self.axis)
         momentum = self.momentum
         self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
-        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
         self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * momentum + unbiased * (1.0 - momentum))
         gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
         beta = ops.cast(self.beta, x.dtype) if self.center else None

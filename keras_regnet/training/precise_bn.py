@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_regnet.architecture.layers import batch_moments
+
 PYCLS_PRECISE_IMAGES = 8192  # pycls's BN.NUM_SAMPLES_PRECISE
 
 
@@ -45,15 +47,13 @@ class BatchMoments(keras.Model):
     def __init__(self, model: keras.Model, layers: list, **kwargs):
         super().__init__(**kwargs)
         self.features = keras.Model(model.inputs, [layer.input for layer in layers])
-        self.axes = [[a for a in range(len(layer.input.shape)) if a != layer.axis % len(layer.input.shape)] for layer in layers]
+        self.channel_axes = [layer.axis for layer in layers]
 
     def call(self, inputs, training=None):
         outputs = []
-        for x, axes in zip(self.features(inputs, training=True), self.axes):
+        for x, axis in zip(self.features(inputs, training=True), self.channel_axes):
             x = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # as BatchNormalization computes
-            mean, variance = ops.moments(x, axes)
-            count = ops.cast(ops.prod(ops.take(ops.shape(x), axes)), x.dtype)
-            unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+            mean, _, unbiased = batch_moments(x, axis)
             outputs += [ops.expand_dims(mean, 0), ops.expand_dims(unbiased, 0)]
         return outputs
 
