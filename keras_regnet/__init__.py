@@ -67,7 +67,7 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 # Modules whose import registers classes with Keras's serialisation.
-_REGISTERING_MODULES = ("keras_regnet.architecture.layers", "keras_regnet.training.optimizer")
+_REGISTERING_MODULES = ("keras_regnet.architecture.layers", "keras_regnet.architecture.model_info", "keras_regnet.training.optimizer")
 
 
 def _register_with_keras():

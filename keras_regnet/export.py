@@ -3,14 +3,18 @@
 * :func:`export_saved_model` writes TF Serving's layout, ``MODEL_DIR/VERSION/``,
   with two signatures: ``serving_default`` (float32 RGB pixels in [0, 255],
   NHWC, any batch size, the model's output) and ``serving_bytes`` (encoded
-  JPEG/PNG/BMP/GIF bytes: decode, pycls's eval resize + centre crop, predict;
-  returns the top-k class ids, names and probabilities).
+  JPEG/PNG/BMP/GIF bytes: decode, the model's own eval transform, predict;
+  returns the top-k class ids, names and probabilities).  What the model is
+  (class names, size, eval transform, preprocessing) comes from its
+  :class:`~keras_regnet.architecture.model_info.ModelInfo`.
 * :func:`export_tflite` writes a ``.tflite`` file (float32, or float16 /
   dynamic-range int8 weights) with TFLite built-in ops only: grouped
   convolutions stay single ``CONV_2D`` ops.
 * :func:`export_onnx` writes an ``.onnx`` file through tf2onnx (grouped
   convolutions are ``Conv`` with ``group``).
 
+Every format takes RGB pixels in [0, 255]: a model built without its input
+preprocessing gets it in front (:func:`serving_model`).
 Every writer builds the artifact beside its destination and renames it into
 place, so an interrupted export leaves nothing half-written behind.
 Exports need the TensorFlow backend (the tracing and converters are TF's).
@@ -27,6 +31,8 @@ import keras
 
 from keras_regnet.atomic import atomic_directory, atomic_path
 from keras_regnet.architecture.config import check_int
+from keras_regnet.architecture.model_info import model_info
+from keras_regnet.architecture.preprocessing import preprocessing_layer
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -74,13 +80,28 @@ def _output_is_probabilities(model) -> bool:
     return getattr(head, "activation", None) is keras.activations.softmax
 
 
-def _default_class_names(model):
-    num_classes = model.output.shape[-1]
-    if num_classes == 1000:
-        from keras_regnet.architecture.preprocessing import imagenet_classes
+def default_class_names(model):
+    """The class names a model's :class:`~keras_regnet.architecture.model_info.ModelInfo` gives.
 
-        return [name for _, name in imagenet_classes()]
-    return [str(i) for i in range(num_classes)]
+    A trained model's own (e.g. ``ship``); ImageNet's for other 1000-class
+    models; else ``"0"``, ``"1"``, ...
+    """
+    return [description for _, description in model_info(model).labels(model.output.shape[-1])]
+
+
+def serving_model(model: keras.Model) -> keras.Model:
+    """``model`` taking RGB pixels in [0, 255]: wrapped in its input preprocessing when it lacks it.
+
+    A model built with ``include_preprocessing=False`` expects normalised
+    input (its :class:`~keras_regnet.architecture.model_info.ModelInfo` says
+    how); every export takes pixels, so the normalisation goes in front.
+    """
+    info = model_info(model)
+    if info.preprocessing_in_model:
+        return model
+    images = keras.Input(model.input.shape[1:], name="images")
+    outputs = model(preprocessing_layer(info.preprocessing)(images))
+    return keras.Model(images, outputs, name=model.name)
 
 
 def _next_version(model_dir: str) -> int:
@@ -124,38 +145,41 @@ def output_path(fmt: str, output: str, version=None, overwrite: bool = False) ->
 def saved_model_module(model: keras.Model, top_k: int = 5, class_names: Optional[Sequence[str]] = None, image_size=None):
     """A ``keras.export.ExportArchive`` with the two serving signatures, not yet written.
 
-    ``image_size`` is the crop of the bytes signature (default: the model's
-    input height, else 224).
+    The bytes signature decodes each image and applies the model's own eval
+    transform (:func:`keras_regnet.data.augment.eval_image` with its
+    :class:`~keras_regnet.architecture.model_info.ModelInfo`) at
+    ``image_size`` (default: the model's).
     """
     tf = _require_tensorflow("SavedModel export")
-    from keras_regnet.data.transforms_tf import eval_resize_crop
+    from keras_regnet.data import augment, transforms_tf
 
     _check_model(model)
+    info = model_info(model)
     num_classes = model.output.shape[-1]
-    class_names = list(class_names) if class_names is not None else _default_class_names(model)
+    class_names = list(class_names) if class_names is not None else default_class_names(model)
     if len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} entries; the model has {num_classes} classes.")
     check_int("top_k", top_k, maximum=num_classes)
-    size = image_size or model.input.shape[1] or 224
+    size = image_size or model.input.shape[1] or info.image_size
     probabilities = _output_is_probabilities(model)
     names = tf.constant(class_names)
+    net = serving_model(model)
 
     def predict(images):
-        return {"predictions": model(images, training=False)}
+        return {"predictions": net(images, training=False)}
 
     def predict_bytes(image_bytes):
         def load(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            return eval_resize_crop(image, size)
+            return augment.eval_image(transforms_tf, transforms_tf.decode_image(encoded), size, info.eval_transform)
 
         images = tf.map_fn(load, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        out = tf.cast(model(images, training=False), tf.float32)
+        out = tf.cast(net(images, training=False), tf.float32)
         probs = out if probabilities else tf.nn.softmax(out)
         top = tf.math.top_k(probs, k=top_k)
         return {"classes": top.indices, "class_names": tf.gather(names, top.indices), "probabilities": top.values}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(net)
     archive.add_endpoint("serving_default", predict, input_signature=[_image_spec(model, tf)])
     archive.add_endpoint(
         BYTES_SIGNATURE, predict_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
@@ -182,7 +206,7 @@ def export_saved_model(
             largest existing version (1 for a new directory).
         top_k: how many classes the ``serving_bytes`` signature returns.
         class_names: names of the classes, in label order (default: the
-            ImageNet names for 1000 classes, else ``"0"``, ``"1"``, ...).
+            model's own, :func:`default_class_names`).
         overwrite: replace an existing version directory.
 
     Returns:
@@ -223,7 +247,7 @@ def export_tflite(model: keras.Model, path: str, quantization: Optional[str] = N
     if quantization == "float16":
         target_spec["supported_types"] = [tf.float16]
     with atomic_path(path, suffix=".tflite") as tmp:
-        model.export(tmp, format="litert", input_signature=[_image_spec(model, tf)], verbose=False, **options)
+        serving_model(model).export(tmp, format="litert", input_signature=[_image_spec(model, tf)], verbose=False, **options)
     return path
 
 
@@ -273,9 +297,10 @@ def export_onnx(model: keras.Model, path: str, opset: int = DEFAULT_ONNX_OPSET, 
     tf2onnx = _import_tf2onnx()
     with tempfile.TemporaryDirectory() as saved:
         archive = keras.export.ExportArchive()
-        archive.track(model)
+        net = serving_model(model)
+        archive.track(net)
         archive.add_endpoint(
-            "serving_default", functools.partial(model.__call__, training=False), input_signature=[_image_spec(model, tf)]
+            "serving_default", functools.partial(net.__call__, training=False), input_signature=[_image_spec(model, tf)]
         )
         archive.write_out(saved, verbose=False)
         graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(saved, None, None, "serve", ["serving_default"])

@@ -85,6 +85,10 @@ NOT_RUN = {
     r"python -m pytest( .*)?": "the whole test suite, this file included; .ci/run runs it",
     r"docker run .*": "needs Docker and the tensorflow/serving image",
     r"curl .*localhost:8501.*": "needs the TF Serving server the docker command starts",
+    r"tensorflow_model_server .*": (
+        "TF Serving's model server is not installable here (not on PyPI or Debian, no Docker); "
+        "tests/test_serving_rest.py makes the REST round trip against tests/tf_serving_rest.py"
+    ),
     r"python benchmarks/.*": "a benchmark: many minutes of CPU time, run by hand to reproduce docs/benchmarks.md",
     r"keras-regnet (evaluate|export)": "names the subcommand in prose (its commands are shown in full in the same page)",
     r"KERAS_BACKEND=jax keras-regnet train .*--strategy data_parallel.*": (
@@ -101,6 +105,10 @@ NOT_RUN = {
 
 # Python blocks that cannot run here: (doc, a text the block contains) -> reason.
 PY_NOT_RUN = {
+    ("docs/serving.md", "localhost:8501/v1/models/regnet:predict"): (
+        "needs a running TF Serving model server; tests/test_serving_rest.py sends the same request with urllib "
+        "to the emulator of its REST API"
+    ),
     ("docs/transfer_learning.md", "load_cifar10_jpeg_npz("): (
         "trains RegNetY-800MF for 2 x 3 epochs on 45,000 CIFAR-10 images at 128 px (hours on 2 CPU cores); the "
         "same code is examples/transfer_learning_cifar10.py, which the page's command runs here (shrunk) and "

@@ -1,5 +1,6 @@
 """keras-regnet evaluate: pycls's eval transform, exact error counting, tfds mock data, image folders."""
 
+import dataclasses
 import io
 import json
 import os
@@ -109,8 +110,12 @@ def test_tfds_mock_imagenet_matches_pycls_preprocessing(tmp_path):
     """imagenet2012 validation via tfds (mock data): the errors pycls's transform + the same model give."""
     from keras_regnet import get_model
 
-    net = get_model("RegNetX-200MF")  # random weights; named as the published model
+    net = get_model("RegNetX-200MF")  # random weights
+    # What loading the published checkpoint records (the download itself is tested in test_imagenet_weights.py).
+    published = dataclasses.replace(net.model_info, weights="imagenet:pycls", dataset="imagenet")
     with tfds.testing.mock_data(num_examples=10):
+        random_result = evaluation.evaluate(net, "imagenet2012", batch_size=4, manual_dir=str(tmp_path), verbose=0)
+        net.model_info = published
         result = evaluation.evaluate(net, "imagenet2012", batch_size=4, manual_dir=str(tmp_path), verbose=0)
         examples = list(tfds.builder("imagenet2012").as_dataset(split="validation", as_supervised=True).as_numpy_iterator())
         fed = list(evaluation.open_eval_data("imagenet2012", 1000, batch_size=10, manual_dir=str(tmp_path)).dataset.as_numpy_iterator())
@@ -118,6 +123,9 @@ def test_tfds_mock_imagenet_matches_pycls_preprocessing(tmp_path):
     assert result["num_images"] == len(examples) == 10
     assert result["published_top1_err"] == pytest.approx(31.088) and result["published_top5_err"] == pytest.approx(11.342)
     assert result["top1_err_diff"] == pytest.approx(result["top1_err"] - 31.088)
+    # Random weights are not the published model: its own numbers only.
+    assert random_result["top1_err"] == result["top1_err"] and random_result["published_top1_err"] is None
+    assert random_result["model"] == "regnetx200mf" and random_result["top1_err_diff"] is None
     # What the model is fed equals pycls's transform (OpenCV) of the tfds images.
     images = np.stack([pycls_eval(image) for image, _ in examples])
     labels = np.array([label for _, label in examples])

@@ -12,6 +12,8 @@ own row (channel 0) and column (channel 1), bilinear resizing is exact, so
 two output pixels give the box's position and size.
 """
 
+import io
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -239,6 +241,35 @@ def test_eval_resize_crop_keeps_an_image_already_at_scale(t):
     image = ramp(256, 300)
     out = np.asarray(t.eval_resize_crop(image, 224))
     np.testing.assert_array_equal(out, image[16:240, 38:262].astype(np.float32))  # offsets ceil(32/2), ceil(76/2)
+
+
+def test_decode_image_gives_pycls_decoders_pixels(t):
+    """Real CIFAR-10 JPEGs, enlarged photos re-encoded as JPEG, and a PNG decode to OpenCV's pixels (pycls's decoder)."""
+    import cv2
+    from PIL import Image
+
+    from keras_regnet.data.cifar10 import embedded_cifar10_jpegs
+
+    files = embedded_cifar10_jpegs("validation")[0][:20]
+    enlarged = io.BytesIO()
+    Image.open(io.BytesIO(files[0])).resize((333, 250), Image.BICUBIC).save(enlarged, "JPEG", quality=90)
+    png = io.BytesIO()
+    Image.fromarray(ramp(40, 50)).save(png, "PNG")
+    for encoded in files + [enlarged.getvalue(), png.getvalue()]:
+        expected = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(np.asarray(t.decode_image(encoded)), expected)
+
+
+def test_eval_image_center_crop_is_the_identity_at_its_size(t):
+    """A small-image model is validated on its images as they are; larger ones are scaled to the size first."""
+    from keras_regnet.data import augment
+
+    image = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(augment.eval_image(t, image, 32, "center_crop")), image.astype(np.float32))
+    wide = ramp(64, 96)
+    np.testing.assert_allclose(np.asarray(augment.eval_image(t, wide, 32, "center_crop")), t.scale_center_crop(wide, 32, 32))
+    with pytest.raises(ValueError, match="eval_transform must be one of"):
+        augment.eval_image(t, image, 32, "squash")
 
 
 def test_randaugment_changes_a_batch_within_range(t):

@@ -18,6 +18,7 @@ from keras import layers
 from keras_regnet.architecture import layers as regnet_layers
 from keras_regnet.weights import resolve as weights_lib
 from keras_regnet.architecture.config import RegNetConfig, check_int
+from keras_regnet.architecture.model_info import IMAGENET_DATASET, RANDOM_WEIGHTS, ModelInfo, RegNetModel
 from keras_regnet.architecture.preprocessing import preprocessing_layer
 from keras_regnet.architecture.zoo import function_name, lookup, published_models
 
@@ -83,7 +84,10 @@ def RegNet(
         name: model name.
 
     Returns:
-        A ``keras.Model``.  Stage outputs are the layers named ``"stem"``,
+        A ``keras.Model`` (a :class:`~keras_regnet.architecture.model_info.RegNetModel`
+        whose ``model_info`` records its architecture, weights, input size,
+        eval transform and preprocessing, saved with it in ``.keras`` files).
+        Stage outputs are the layers named ``"stem"``,
         ``"s1"``, ``"s2"``, ... (strides 2, 4, 8, ...); see
         :func:`feature_extractor`.
     """
@@ -96,10 +100,34 @@ def RegNet(
     x = preprocessing_layer(variant.preprocessing)(img) if include_preprocessing else img
     x = backbone(x, config, padding_style=variant.padding)
     x = _head(x, include_top, pooling, classes, classifier_activation)
-    model = keras.Model(inputs, x, name=name)
+    model = RegNetModel(inputs, x, name=name)
+    model.model_info = built_model_info(config, weights_spec, img.shape[1], include_top, include_preprocessing, variant)
     if weights_spec is not None:
         weights_lib.load(model, weights_spec)
     return model
+
+
+def weights_description(spec) -> str:
+    """How :class:`~keras_regnet.architecture.model_info.ModelInfo` names a weights argument."""
+    if spec is None:
+        return RANDOM_WEIGHTS
+    if spec.kind == weights_lib.IMAGENET:
+        return f"{weights_lib.IMAGENET}:{spec.source}"
+    return f"file:{os.path.basename(spec.path)}"
+
+
+def built_model_info(config, spec, image_height, include_top, include_preprocessing, variant) -> ModelInfo:
+    """The :class:`ModelInfo` of a model :func:`RegNet` just built (ImageNet-trained for ImageNet weights)."""
+    published = next((p for p in published_models().values() if p.config == config), None)
+    on_imagenet = spec is not None and spec.kind == weights_lib.IMAGENET and include_top
+    return ModelInfo(
+        architecture=published.name if published else "custom",
+        weights=weights_description(spec),
+        dataset=IMAGENET_DATASET if on_imagenet else None,
+        image_size=image_height or DEFAULT_INPUT_SHAPE[0],
+        preprocessing=variant.preprocessing,
+        preprocessing_in_model=include_preprocessing,
+    )
 
 
 def backbone(x, config: RegNetConfig, padding_style: str = "symmetric"):

@@ -122,9 +122,12 @@ def add_recipe_args(p) -> None:
 def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="top-1/top-5 error vs the published numbers (pycls's eval transform)",
+        help="top-1/top-5 error with the model's own eval transform (beside the published numbers for published weights)",
         description="Evaluate a model on a tfds split or an image folder; writes evaluation.json and "
-        "evaluation.md to --output-dir. --all evaluates the 24 published models and writes the model-zoo page.",
+        "evaluation.md to --output-dir. A .keras file written by 'train' brings its class names, size and eval "
+        "transform, and its training run's validation error is shown beside the measurement; published models "
+        "with the published weights are compared with the pycls table. --all evaluates the 24 published models "
+        "and writes the model-zoo page.",
     )
     p.add_argument("--model", help="published model name or a .keras file")
     p.add_argument("--all", action="store_true", help="evaluate all published models (or those in --models)")
@@ -135,7 +138,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--data-dir", help="tfds data_dir")
     p.add_argument("--manual-dir", help="tfds manual_dir (imagenet2012)")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, help="default: the model's own (224 for ImageNet models)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--output-dir", default="evaluation")
     p.add_argument("--zoo-page", default=os.path.join("docs", "model_zoo.md"),
@@ -155,7 +158,8 @@ def add_export(sub) -> None:
     p.add_argument("--output", required=True, help="model base directory (saved_model) or output file")
     p.add_argument("--version", help="saved_model version number (default: next free one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version directory / file")
-    p.add_argument("--image-size", type=int, default=224, help="input height and width of the exported model")
+    p.add_argument("--image-size", type=int, default=224,
+                   help="input height and width of a model built by name (a .keras file keeps its own)")
     p.add_argument("--top-k", type=int, default=5, help="saved_model: classes returned by the bytes signature")
     p.add_argument("--quantization", choices=["float16", "dynamic_int8"], help="tflite: weight quantization")
     p.add_argument("--opset", type=int, help="onnx: opset version")

@@ -17,6 +17,7 @@ Importing this package (and everything but ``transforms_tf`` /
 ``pipeline_tf``) does not import TensorFlow.
 """
 
+from keras_regnet.data.augment import eval_transform_name
 from keras_regnet.data.pipeline import TrainingData, eval_batches, numpy_batches, prepare
 from keras_regnet.data.sources import Examples, Source, from_arrays, open_eval_source, open_source
 
@@ -25,6 +26,7 @@ __all__ = [
     "Source",
     "TrainingData",
     "eval_batches",
+    "eval_transform_name",
     "from_arrays",
     "numpy_batches",
     "open_eval_source",

@@ -10,11 +10,15 @@ Train, small images: pycls's CIFAR loader exactly, that is horizontal flip,
 then padding by 4 (with the CIFAR mean colour) and a random crop back, and
 no PCA lighting whatever ``recipe.pca_lighting`` says.  Then, per batch:
 RandAugment (``recipe.randaugment``), Mixup/CutMix (``recipe.mixup``,
-``recipe.cutmix``).  Eval: pycls's resize + centre crop, or small images as
-they are.
+``recipe.cutmix``).  Eval (:data:`EVAL_TRANSFORMS`): pycls's resize +
+centre crop (``"resize_crop"``), or for small images the central square at
+their own size (``"center_crop"``: the identity on images of that size).
 """
 
 from __future__ import annotations
+
+from keras_regnet.architecture.model_info import EVAL_TRANSFORMS
+from keras_regnet.data.geometry import eval_scale_size
 
 
 def train_image(t, image, recipe, small_images: bool, rng):
@@ -34,9 +38,27 @@ def train_image(t, image, recipe, small_images: bool, rng):
     return image
 
 
-def eval_image(t, image, image_size: int, small_images: bool):
-    """One evaluation image: pycls's resize + centre crop, or a small image as it is (float32 out)."""
-    return t.as_float(image) if small_images else t.eval_resize_crop(image, image_size)
+def eval_transform_name(small_images: bool) -> str:
+    """The eval transform a run validates with: ``"center_crop"`` for small images, else ``"resize_crop"``."""
+    return "center_crop" if small_images else "resize_crop"
+
+
+def check_eval_transform(transform: str) -> str:
+    if transform not in EVAL_TRANSFORMS:
+        raise ValueError(f"eval_transform must be one of {EVAL_TRANSFORMS}; got eval_transform={transform!r}.")
+    return transform
+
+
+def eval_image(t, image, image_size: int, transform: str = "resize_crop"):
+    """One evaluation image through ``transform`` (one of :data:`EVAL_TRANSFORMS`), float32 out.
+
+    ``"resize_crop"``: shorter side to ``image_size * 256 / 224``, then the
+    central square (pycls).  ``"center_crop"``: shorter side to
+    ``image_size`` (no resize when it has that length), then the central
+    square.
+    """
+    short = eval_scale_size(image_size) if check_eval_transform(transform) == "resize_crop" else image_size
+    return t.scale_center_crop(image, short, image_size)
 
 
 def train_batch(t, images, labels, recipe, rng):

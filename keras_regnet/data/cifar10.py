@@ -55,14 +55,16 @@ def _check_split(split):
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}; got split={split!r}.")
 
 
-def load_embedded_cifar10(split: str = "train"):
-    """The embedded CIFAR-10 subset: ``(images uint8 NHWC, labels int64, class_names)``."""
+def _embedded(split: str):
+    """The embedded subset's ``(jpeg, offsets, labels, classes)`` and the indices of ``split``.
+
+    Within each class, the last fifth (source order) is validation.
+    """
     _check_split(split)
     with resources.as_file(resources.files("keras_regnet.data").joinpath("cifar10_subset.npz")) as path:
         d = load_npz(path, ["jpeg", "offsets", "labels", "classes"])
     jpeg, offsets, labels, classes = d["jpeg"], d["offsets"], d["labels"], d["classes"]
     _check_offsets("embedded CIFAR-10 subset", jpeg, offsets, labels)
-    # Within each class, the last 100 images (source order) are validation.
     rank = np.zeros(len(labels), int)
     for c in range(len(classes)):
         members = np.flatnonzero(labels == c)
@@ -70,7 +72,23 @@ def load_embedded_cifar10(split: str = "train"):
     per_class = np.bincount(labels).min()
     is_val = rank >= per_class - per_class // 5
     idx = {"train": np.flatnonzero(~is_val), "validation": np.flatnonzero(is_val), "all": np.arange(len(labels))}[split]
-    return decode_jpegs(jpeg, offsets, idx), labels[idx].astype(np.int64), [str(c) for c in classes]
+    return (jpeg, offsets, labels, [str(c) for c in classes]), idx
+
+
+def load_embedded_cifar10(split: str = "train"):
+    """The embedded CIFAR-10 subset: ``(images uint8 NHWC, labels int64, class_names)``."""
+    (jpeg, offsets, labels, classes), idx = _embedded(split)
+    return decode_jpegs(jpeg, offsets, idx), labels[idx].astype(np.int64), classes
+
+
+def embedded_cifar10_jpegs(split: str = "train"):
+    """The embedded subset undecoded: ``(JPEG bytes per image, labels int64, class_names)``.
+
+    The bytes are the source's own: real files for testing a decoder or a
+    serving signature.
+    """
+    (jpeg, offsets, labels, classes), idx = _embedded(split)
+    return [jpeg[offsets[i] : offsets[i + 1]].tobytes() for i in idx], labels[idx].astype(np.int64), classes
 
 
 def load_cifar10_jpeg_npz(path: str, split: str = "train", validation_size: int = 5000, seed: int = 0, limit=None):

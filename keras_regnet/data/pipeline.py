@@ -16,6 +16,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
+from keras_regnet.data.augment import eval_transform_name
 from keras_regnet.data.sources import Examples, Source, from_arrays, open_source
 
 
@@ -73,19 +74,20 @@ def train_batches(examples: Examples, recipe, small_images: bool, num_classes: i
     )
 
 
-def eval_batches(examples: Examples, image_size: int, batch_size: int, *, small_images: bool = False, num_classes=None):
-    """Evaluation batches of ``examples`` for the current backend, in order (pycls's eval transform).
+def eval_batches(examples: Examples, image_size: int, batch_size: int, *, transform: str = "resize_crop", num_classes=None):
+    """Evaluation batches of ``examples`` for the current backend, in order, through the eval ``transform``
+    (:func:`keras_regnet.data.augment.eval_image`).
 
     Labels are one-hot with ``num_classes``, else integer class indices.
     """
     if on_tensorflow():
         from keras_regnet.data import pipeline_tf
 
-        return pipeline_tf.eval_dataset(examples, image_size, batch_size, small_images, num_classes)
+        return pipeline_tf.eval_dataset(examples, image_size, batch_size, transform, num_classes)
     from keras_regnet.data.pipeline_numpy import Batches, reading_workers
 
     return Batches(
-        examples, batch_size, image_size=image_size, small_images=small_images, num_classes=num_classes,
+        examples, batch_size, image_size=image_size, eval_transform=transform, num_classes=num_classes,
         workers=reading_workers(examples),
     )
 
@@ -221,7 +223,9 @@ def prepare(
         source = dataclasses.replace(source, validation=None)
         validation = validation_data
     elif source.validation is not None:
-        validation = eval_batches(source.validation, recipe.image_size, recipe.batch_size, small_images=small_images, num_classes=n)
+        validation = eval_batches(
+            source.validation, recipe.image_size, recipe.batch_size, transform=eval_transform_name(small_images), num_classes=n
+        )
     else:
         validation = None
     return TrainingData(train, validation, source.num_train, steps, source.num_validation, source.class_names, source.description)

@@ -25,10 +25,6 @@ from keras_regnet.data import transforms_numpy as t
 from keras_regnet.data.sources import Examples
 from keras_regnet.errors import InvalidFileError
 
-# Pillow formats an image file may be in: what the tf.data pipeline decodes too.
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-
-
 def decode_file(path: str) -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3); first frame of a GIF.
 
@@ -36,11 +32,8 @@ def decode_file(path: str) -> np.ndarray:
         InvalidFileError: not a JPEG, PNG, GIF or BMP image, or damaged
             (Pillow's decompression-bomb limit included).
     """
-    from PIL import Image
-
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
-            return np.asarray(image.convert("RGB"))
+        return t.decode_image(path)
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad images
         raise InvalidFileError(path, f"is not a readable JPEG, PNG, GIF or BMP image ({type(e).__name__}: {e})") from None
 
@@ -70,20 +63,21 @@ class Batches(keras.utils.PyDataset):
 
     Training (``recipe`` given): shuffled every epoch, the recipe's train
     transforms, the remainder dropped (as tf.data's ``drop_remainder``),
-    one-hot labels.  Evaluation (``recipe=None``): in order, pycls's eval
-    transform at ``image_size``; one-hot labels, or integers when
+    one-hot labels.  Evaluation (``recipe=None``): in order, the eval
+    transform ``eval_transform`` at ``image_size``; one-hot labels, or integers when
     ``num_classes`` is None.
     """
 
     def __init__(
         self, examples: Examples, batch_size: int, *, recipe=None, image_size: Optional[int] = None,
-        small_images: bool = False, num_classes: Optional[int] = None, seed=None, **kwargs,
+        small_images: bool = False, eval_transform: str = "resize_crop", num_classes: Optional[int] = None, seed=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         read_examples(examples, [])  # refuses a tfds split now, not at the first batch
         self.examples, self.batch_size, self.recipe = examples, batch_size, recipe
         self.image_size = recipe.image_size if recipe is not None else image_size
-        self.small_images, self.num_classes = small_images, num_classes
+        self.small_images, self.eval_transform, self.num_classes = small_images, eval_transform, num_classes
         self.training = recipe is not None
         self.entropy = np.random.SeedSequence(seed).entropy
         self.epoch = 0
@@ -110,7 +104,7 @@ class Batches(keras.utils.PyDataset):
         if self.num_classes is not None:
             labels = np.eye(self.num_classes, dtype=np.float32)[labels]
         if not self.training:
-            return np.stack([augment.eval_image(t, im, self.image_size, self.small_images) for im in images]), labels
+            return np.stack([augment.eval_image(t, im, self.image_size, self.eval_transform) for im in images]), labels
         rng = np.random.default_rng([self.entropy, self.epoch, index])
         image_rngs = t.split_rng(rng, len(idx) + 1)
         images = np.stack([augment.train_image(t, im, self.recipe, self.small_images, r) for im, r in zip(images, image_rngs)])

@@ -34,7 +34,7 @@ def decode_files(files, labels) -> tf.data.Dataset:
         # TensorFlow's own decode error does not say which file: name it.
         check = tf.debugging.Assert(is_image, ["not a JPEG, PNG, GIF or BMP image:", path])
         with tf.control_dependencies([check]):
-            image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+            image = t.decode_image(raw)
         return image, label
 
     ds = tf.data.Dataset.from_tensor_slices((list(files), np.asarray(labels, np.int64)))
@@ -86,12 +86,12 @@ def train_dataset(examples: Examples, recipe, small_images: bool, num_classes: i
     return ds.prefetch(AUTOTUNE)
 
 
-def eval_dataset(examples: Examples, image_size: int, batch_size: int, small_images: bool = False, num_classes=None):
-    """Batched evaluation data in order: pycls's eval transform; one-hot labels, or integers when ``num_classes`` is None."""
+def eval_dataset(examples: Examples, image_size: int, batch_size: int, transform: str = "resize_crop", num_classes=None):
+    """Batched evaluation data in order through the eval ``transform``; one-hot labels, or integers when ``num_classes`` is None."""
 
     def per_image(image, label):
         label = label if num_classes is None else tf.one_hot(label, num_classes)
-        return augment.eval_image(t, image, image_size, small_images), label
+        return augment.eval_image(t, image, image_size, transform), label
 
     ds = examples_dataset(examples).map(per_image, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)

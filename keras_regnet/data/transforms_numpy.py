@@ -23,6 +23,8 @@ Conventions (both modules):
 
 from __future__ import annotations
 
+import io
+
 import functools
 import math
 
@@ -40,6 +42,22 @@ def make_rng(seed=None) -> np.random.Generator:
 def split_rng(rng: np.random.Generator, n: int):
     """``n`` independent child generators of ``rng``."""
     return rng.spawn(n)
+
+
+# Pillow formats an image file may be in: what the TensorFlow decoder reads too.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+
+
+def decode_image(encoded) -> np.ndarray:
+    """JPEG/PNG/GIF/BMP bytes (or a path / file object) to uint8 RGB (H, W, 3), first frame of a GIF (Pillow).
+
+    Raises Pillow's errors for anything else; callers name the file.
+    """
+    from PIL import Image
+
+    source = io.BytesIO(encoded) if isinstance(encoded, (bytes, bytearray)) else encoded
+    with Image.open(source, formats=IMAGE_FORMATS) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def as_float(image) -> np.ndarray:

@@ -7,6 +7,7 @@ in :mod:`keras_regnet.training.distribute`; it is importable from here too.)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -15,6 +16,7 @@ from typing import Optional
 import keras
 
 from keras_regnet.atomic import atomic_path
+from keras_regnet.architecture.model_info import ModelInfo
 from keras_regnet.architecture.plotting import save_figure
 from keras_regnet.training.distribute import BackupAndRestore
 
@@ -33,12 +35,17 @@ class AtomicCheckpoints(keras.callbacks.Callback):
     killed mid-write never leaves a truncated checkpoint behind.  Give a
     resumed run ``log_csv`` (its ``CSVLogger`` file): it then starts from the
     best ``monitor`` value logged so far, so ``best.keras`` stays the best of
-    the whole run, not of the last call.
+    the whole run, not of the last call.  Give ``validation`` (the number of
+    validation images and what they are) to record each saved epoch's
+    validation error in the model's
+    :class:`~keras_regnet.architecture.model_info.ModelInfo`, which
+    ``keras-regnet evaluate`` shows beside its own measurement.
     """
 
-    def __init__(self, directory, monitor="val_accuracy", mode="max", log_csv: Optional[str] = None):
+    def __init__(self, directory, monitor="val_accuracy", mode="max", log_csv: Optional[str] = None, validation=None):
         super().__init__()
         self.directory = directory
+        self.validation = validation
         self.monitor = monitor
         self.sign = 1 if mode == "max" else -1
         self.log_csv = log_csv
@@ -51,11 +58,28 @@ class AtomicCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.validation is not None and isinstance(getattr(self.model, "model_info", None), ModelInfo):
+            self.model.model_info = with_validation(self.model.model_info, epoch, logs, *self.validation)
         _atomic_save(self.model, os.path.join(self.directory, "last.keras"))
         value = logs.get(self.monitor)
         if value is not None and self.sign * value > self.best:
             self.best = self.sign * value
             _atomic_save(self.model, os.path.join(self.directory, "best.keras"))
+
+
+def with_validation(info: ModelInfo, epoch: int, logs: dict, num_images: Optional[int], data: str) -> ModelInfo:
+    """``info`` with the validation errors of ``logs`` (Keras's ``val_`` metrics) at 0-based ``epoch``."""
+    accuracy, top5 = logs.get("val_accuracy"), logs.get("val_top5_accuracy")
+    if accuracy is None:
+        return info
+    validation = {
+        "epoch": epoch + 1,
+        "top1_err": 100.0 * (1.0 - float(accuracy)),
+        "top5_err": None if top5 is None else 100.0 * (1.0 - float(top5)),
+        "num_images": num_images,
+        "data": data,
+    }
+    return dataclasses.replace(info, validation=validation)
 
 
 class TrainingDiverged(RuntimeError):

@@ -22,10 +22,11 @@ from typing import Optional, Sequence, Union
 import keras
 
 from keras_regnet.architecture.config import RegNetConfig, check_int
+from keras_regnet.architecture.model_info import TRAINED_WEIGHTS
 from keras_regnet.architecture.models import RegNet
 from keras_regnet.architecture.zoo import function_name, lookup
 from keras_regnet.atomic import write_text
-from keras_regnet.data import TrainingData, prepare
+from keras_regnet.data import TrainingData, eval_transform_name, prepare
 from keras_regnet.training import callbacks as cb
 from keras_regnet.training.distribute import Distribution, make_distribution
 from keras_regnet.training.optimizer import compile_model
@@ -155,7 +156,7 @@ def train(
     with dtype_policy(mixed_precision):
         dataset = load_data(data, validation_data, run, distribution, data_dir=data_dir, manual_dir=manual_dir)
         with distribution.scope():
-            net = build_model(run, len(dataset.class_names), weights)
+            net = build_model(run, dataset, weights)
             compile_model(
                 net, run.recipe, dataset.steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution
             )
@@ -212,12 +213,30 @@ def load_data(data, validation_data, run: Run, distribution: Distribution, data_
     )
 
 
-def build_model(run: Run, classes: int, weights=None) -> keras.Model:
-    """The RegNet of ``run`` with a softmax classifier over ``classes`` (call inside the distribution's scope)."""
+def build_model(run: Run, dataset: TrainingData, weights=None) -> keras.Model:
+    """The RegNet of ``run`` with a softmax classifier over the dataset's classes (call inside the distribution's scope).
+
+    Its :class:`~keras_regnet.architecture.model_info.ModelInfo` says what
+    the checkpoints are: the dataset's class names, the training size, the
+    eval transform the run validates with, and that the weights are trained.
+    """
     size = run.recipe.image_size
-    return RegNet(
-        run.config, input_shape=(size, size, 3), classes=classes, weights=weights, name=function_name(run.name).lower()
+    net = RegNet(
+        run.config,
+        input_shape=(size, size, 3),
+        classes=len(dataset.class_names),
+        weights=weights,
+        name=function_name(run.name).lower(),
     )
+    net.model_info = dataclasses.replace(
+        net.model_info,
+        weights=TRAINED_WEIGHTS,
+        dataset=dataset.description,
+        class_names=tuple(str(c) for c in dataset.class_names),
+        image_size=size,
+        eval_transform=eval_transform_name(run.small_images),
+    )
+    return net
 
 
 def make_callbacks(
@@ -234,7 +253,7 @@ def make_callbacks(
         backup,
         cb.StopOnNaN(),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        cb.AtomicCheckpoints(output_dir, log_csv=csv_path if resuming else None),
+        cb.AtomicCheckpoints(output_dir, log_csv=csv_path if resuming else None, validation=(dataset.num_validation, dataset.description)),
         cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
     ]
     if run.recipe.precise_bn_images:
