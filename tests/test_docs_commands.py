@@ -78,6 +78,8 @@ STAND_IN_SHA256 = "d0c5" * 16  # "converted from" hash of stand-in cache entries
 PROCESS_TIMEOUT_S = 900
 ENTERED = []  # context managers entered for the life of a process (enter_docs_world)
 
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
 # Commands that cannot run here, by regular expression (re.fullmatch on the
 # command as shlex.join writes it), with the reason.
 NOT_RUN = {
@@ -363,9 +365,12 @@ def write_models(files: Path) -> None:
 
     small = dataclasses.replace(keras_regnet.published_models()["RegNetX-200MF"].config, stem_stride=1)
     (files / "runs" / "regnet").mkdir(parents=True)
-    keras_regnet.RegNet(small, input_shape=(32, 32, 3), classes=10, name="regnetx200mf").save(
-        files / "runs" / "regnet" / "best.keras"
+    trained = keras_regnet.RegNet(small, input_shape=(32, 32, 3), classes=10, name="regnetx200mf")
+    trained.model_info = dataclasses.replace(  # what keras-regnet train records
+        trained.model_info, weights="trained", dataset="embedded", class_names=tuple(CIFAR_CLASSES), image_size=32,
+        eval_transform="center_crop", validation={"epoch": 15, "top1_err": 51.4, "top5_err": 8.0, "num_images": 1000},
     )
+    trained.save(files / "runs" / "regnet" / "best.keras")
     keras_regnet.RegNetX200MF(classes=10).save(files / "my_finetuned.keras")
     keras.backend.clear_session()
 
@@ -388,6 +393,8 @@ def write_images(world: Path, files: Path) -> None:
                 write_jpeg(world / "data" / "flowers" / split / name / f"{i}.jpg", seed=100 * c + i)
     for c, wnid in enumerate(("n01440764", "n01443537")):  # ImageNet ids: a subset of the classes works
         write_jpeg(world / "data" / "imagenet" / "val" / wnid / "0.jpg", (300, 260), seed=c)
+    for c, name in enumerate(CIFAR_CLASSES[:3]):  # /data/cifar10_val: some of the trained model's classes, by name
+        write_jpeg(world / "data" / "cifar10_val" / name / "0.jpg", (32, 32), seed=c)
     for c in range(10):  # as many class folders as the 10-class model has classes
         write_jpeg(world / "data" / "my_val_folders" / f"class{c}" / "0.jpg", seed=c)
 
