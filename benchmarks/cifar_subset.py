@@ -8,9 +8,12 @@ class (a fixed seed picks them) and writes:
   original JPEG bytes, which ``keras-regnet train --data OUT`` reads;
 * ``OUT/pycls/train.npz`` and ``test.npz``: the same images as the arrays
   ``pycls.datasets.cifar10.Cifar10`` holds (``data``: rows of 3,072 uint8 in
-  CHW order, ``labels``), decoded with ``tf.io.decode_image``, the decoder
-  keras_regnet's tf.data pipeline uses, so both trainers see the same
-  pixels.  (Not CIFAR's pickles: nothing here reads or writes pickle; the
+  CHW order, ``labels``), decoded with ``transforms_tf.decode_image``, the
+  decoder keras_regnet's tf.data pipeline uses (the same pixels as Pillow and
+  OpenCV), so both trainers see the same pixels.  (The runs of
+  docs/results.md used TensorFlow's default JPEG decoder on both sides, before
+  the package switched to the accurate one: the same pixels on both sides
+  then too.)  (Not CIFAR's pickles: nothing here reads or writes pickle; the
   reference driver loads these arrays into pycls's dataset.)
 
 The validation images are never trained on (they are other images of the
@@ -56,10 +59,10 @@ def write_jpegs(out, split, indices, data) -> None:
 
 def decoded_rows(indices, data) -> np.ndarray:
     """(n, 3072) uint8 CHW rows, decoded by TensorFlow as keras_regnet's pipeline does."""
-    import tensorflow as tf
+    from keras_regnet.data.transforms_tf import decode_image
 
     o = data["train_offsets"]
-    images = [tf.io.decode_image(data["train_jpeg"][o[i]: o[i + 1]].tobytes(), channels=3).numpy() for i in indices]
+    images = [decode_image(data["train_jpeg"][o[i]: o[i + 1]].tobytes()).numpy() for i in indices]
     return np.stack(images).transpose(0, 3, 1, 2).reshape(len(indices), -1)
 
 
