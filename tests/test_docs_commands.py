@@ -261,6 +261,8 @@ def shrunk(argv) -> list:
     argv = list(argv)
     if argv[:2] == ["keras-regnet", "train"]:
         argv = set_option(argv, "--epochs", "1")  # one epoch proves the run; the docs' counts are for real runs
+        if "--freeze-epochs" in argv:  # one epoch in each phase
+            argv = set_option(set_option(argv, "--epochs", "2"), "--freeze-epochs", "1")
         if option(argv, "--data", "embedded") != "embedded":
             # pycls's batch sizes (up to 1024) exceed the stand-in data (16 mocked images, 100 .npz ones).
             argv = set_option(argv, "--batch-size", "16")

@@ -8,6 +8,7 @@ standard ``keras.applications`` arguments; ``RegNetX200MF`` ...
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Optional, Sequence, Union
@@ -18,7 +19,7 @@ from keras import layers
 from keras_regnet.architecture import layers as regnet_layers
 from keras_regnet.weights import resolve as weights_lib
 from keras_regnet.architecture.config import RegNetConfig, check_int
-from keras_regnet.architecture.model_info import IMAGENET_DATASET, RANDOM_WEIGHTS, ModelInfo, RegNetModel
+from keras_regnet.architecture.model_info import IMAGENET_DATASET, RANDOM_WEIGHTS, ModelInfo, RegNetModel, model_info
 from keras_regnet.architecture.preprocessing import preprocessing_layer
 from keras_regnet.architecture.zoo import function_name, lookup, published_models
 
@@ -220,6 +221,25 @@ def _image_input(input_tensor, input_shape, include_preprocessing):
         return (inputs[0] if len(inputs) == 1 else inputs), input_tensor
     img = keras.Input(shape=shape, name="images")
     return img, img
+
+
+def replace_classifier(model: keras.Model, classes: int, classifier_activation="softmax") -> keras.Model:
+    """``model`` with a new classifier over ``classes`` (pycls's initialisation) in place of its own.
+
+    ``model`` is a RegNet with a classifier, or one without (``include_top=False``,
+    ``pooling=None``).  The new model shares every other layer with
+    ``model``, weights included; its :class:`ModelInfo` is ``model``'s
+    without class names or dataset (the new head has learnt nothing yet).
+    """
+    check_int("classes", classes)
+    names = [layer.name for layer in model.layers]
+    features = model.get_layer("avg_pool").input if "predictions" in names else model.output
+    if len(features.shape) != 4:
+        raise ValueError(f"model must be a RegNet with its classifier or with pooling=None; its output shape is {model.output.shape}.")
+    outputs = _head(features, True, None, classes, classifier_activation)
+    new = RegNetModel(model.inputs, outputs, name=model.name)
+    new.model_info = dataclasses.replace(model_info(model), class_names=None, dataset=None)
+    return new
 
 
 def get_model(name: str, /, **kwargs) -> keras.Model:

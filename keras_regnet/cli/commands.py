@@ -102,12 +102,14 @@ def run_convert(args, parser) -> int:
 
 def train_recipe(args):
     """The recipe for the train options: pycls's for the model, the options on top."""
-    from keras_regnet.training import Recipe
+    from keras_regnet.training import Recipe, finetuning_recipe
 
-    overrides = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
-    if args.data == "embedded":
-        overrides = {**EMBEDDED_DEFAULTS, **overrides}
-    return Recipe.for_model(args.model, **overrides)
+    given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+    overrides = {**EMBEDDED_DEFAULTS, **given} if args.data == "embedded" else given
+    recipe = Recipe.for_model(args.model, **overrides)
+    if args.weights is None:
+        return recipe
+    return finetuning_recipe(recipe, keep_lr="base_lr" in given, keep_warmup="warmup_epochs" in given)
 
 
 def run_train(args, parser) -> int:
@@ -119,6 +121,7 @@ def run_train(args, parser) -> int:
         mixed_precision=args.mixed_precision, jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
         backup_every_steps=args.backup_every_steps, time_budget_s=args.time_budget, seed=args.seed, verbose=2,
+        freeze_epochs=args.freeze_epochs, freeze_batch_norm=args.freeze_bn,
     )
     try:
         results = train(args.model, **options)

@@ -95,7 +95,14 @@ def add_train(sub) -> None:
     p.add_argument("--steps-per-execution", type=int, default=1)
     p.add_argument("--strategy", default="auto", help="auto, none, mirrored, multiworker, tpu")
     p.add_argument("--backup-every-steps", type=int, help="also back up mid-epoch every N steps")
-    p.add_argument("--weights", help="initial weights: imagenet[:source] or a file")
+    p.add_argument("--weights",
+                   help="fine-tune from these weights: imagenet[:source] or a file (the backbone; the head too when "
+                   "the data's classes are the weights'); default learning rate a tenth of --lr's rule, 1 warm-up epoch")
+    p.add_argument("--freeze-epochs", type=int, default=0,
+                   help="with --weights: train only the classifier for the first K epochs (backbone frozen, BatchNorm in "
+                   "inference mode), then everything")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="with --weights: keep BatchNorm in inference mode with the weights' statistics (no precise BN)")
     p.add_argument("--seed", type=int, help="fix initial weights, shuffling and augmentation (default: random)")
 
 

@@ -127,10 +127,15 @@ class TimeBudget(keras.callbacks.Callback):
     ``fit`` deletes them), so running the same training again resumes from
     there.  ``stopped`` says whether it stopped this call.  ``clock`` is the
     time source (``start`` is on its scale), replaceable in tests.
+    ``run_epochs``: the run's epoch count when it trains in several ``fit``
+    calls (fine-tuning phases), so that the budget also stops between them;
+    default: this ``fit``'s ``epochs``.  One instance serves all the phases
+    of a call (set ``backup`` to each phase's).
     """
 
     def __init__(self, budget_s: float, backup: Optional[keras.callbacks.BackupAndRestore] = None,
-                 start: Optional[float] = None, margin: float = 0.1, clock=time.monotonic):
+                 start: Optional[float] = None, margin: float = 0.1, clock=time.monotonic,
+                 run_epochs: Optional[int] = None):
         super().__init__()
         if not budget_s > 0:
             raise ValueError(f"time_budget_s must be a positive number of seconds; got {budget_s!r}.")
@@ -139,6 +144,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = start
         self.margin = margin
         self.clock = clock
+        self.run_epochs = run_epochs
         self.stopped = False
         self.epoch_s = []
         self._last = None
@@ -152,7 +158,8 @@ class TimeBudget(keras.callbacks.Callback):
         now = self.clock()
         self.epoch_s.append(now - self._last)
         self._last = now
-        if self.model.stop_training or epoch + 1 >= self.params.get("epochs", math.inf):
+        last = self.run_epochs if self.run_epochs is not None else self.params.get("epochs", math.inf)
+        if self.model.stop_training or epoch + 1 >= last:
             return
         if now - self.start + (1 + self.margin) * self.next_epoch_s() > self.budget_s:
             self.stopped = True

@@ -235,6 +235,20 @@ def make_distribution(strategy: str = "auto") -> Distribution:
     )
 
 
+def forget_restored_epoch(model) -> None:
+    """Make the next ``fit`` of ``model`` start at its own ``initial_epoch``.
+
+    ``keras.callbacks.BackupAndRestore`` restores the epoch by setting the
+    model's private ``_initial_epoch``, which every backend's ``fit`` prefers
+    to its ``initial_epoch`` argument (``initial_epoch = self._initial_epoch
+    or initial_epoch`` in ``keras/src/backend/*/trainer.py``, Keras 3.15.1)
+    and nothing resets.  A second ``fit`` of the same model, as the next
+    fine-tuning phase, would start at the epoch the first one restored.  No
+    upstream issue found (searched keras-team/keras).
+    """
+    model._initial_epoch = None
+
+
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """``keras.callbacks.BackupAndRestore`` that also backs up at every epoch end.
 

@@ -15,9 +15,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import keras
 
@@ -28,7 +29,15 @@ from keras_regnet.architecture.zoo import function_name, lookup
 from keras_regnet.atomic import write_text
 from keras_regnet.data import TrainingData, eval_transform_name, prepare
 from keras_regnet.training import callbacks as cb
-from keras_regnet.training.distribute import Distribution, make_distribution
+from keras_regnet.training.distribute import Distribution, forget_restored_epoch, make_distribution
+from keras_regnet.training.finetune import (
+    Phase,
+    finetuning_recipe,
+    pretrained_classifier,
+    set_phase_trainable,
+    training_phases,
+    uses_precise_bn,
+)
 from keras_regnet.training.optimizer import compile_model
 from keras_regnet.training.precise_bn import PreciseBatchNorm, precise_batches
 from keras_regnet.training.recipe import Recipe
@@ -58,6 +67,21 @@ class Run:
     small_images: bool
     output_dir: str
     seed: Optional[int] = None
+    weights: Optional[str] = None  # the initial weights argument
+    phases: Tuple[Phase, ...] = (Phase("all", 0, 0),)
+    freeze_batch_norm: bool = False
+
+
+@dataclasses.dataclass
+class FitSettings:
+    """How ``fit`` runs: the ``train()`` arguments that are not about the model or the data."""
+
+    jit_compile: object = "auto"
+    steps_per_execution: int = 1
+    backup_every_steps: Optional[int] = None
+    verbose: int = 1
+    extra_callbacks: Sequence[keras.callbacks.Callback] = ()
+    time_budget: Optional[cb.TimeBudget] = None
 
 
 def train(
@@ -80,6 +104,8 @@ def train(
     time_budget_s: Optional[float] = None,
     seed: Optional[int] = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    freeze_epochs: int = 0,
+    freeze_batch_norm: bool = False,
 ) -> dict:
     """Train a RegNet with the recipe in ``model.fit``; resumable and logged.
 
@@ -105,7 +131,15 @@ def train(
         recipe: hyper-parameters; default pycls's for the model.
         small_images: stride-1 stem and CIFAR-style augmentation; default:
             ``recipe.image_size <= 64``.
-        weights: initial weights (``builder`` ``weights`` argument).
+        weights: initial weights: ``"imagenet"`` (``"imagenet:SOURCE"``) or
+            a weights file (see :func:`keras_regnet.RegNet`).  The backbone
+            is loaded from them; the classifier too when the data's classes
+            are the weights' classes (ImageNet's WordNet ids in order, or
+            the same count for a file whose class names are unknown), else
+            a new one is made for the data's classes (results.json's
+            ``head`` says which).  With ``recipe=None`` the recipe is then
+            the fine-tuning one: a tenth of the from-scratch learning rate
+            and one warm-up epoch (:func:`~keras_regnet.training.finetune.finetuning_recipe`).
         data_dir, manual_dir: TensorFlow Datasets folders.
         mixed_precision: the dtype policy: ``None``/``"float32"``,
             ``"mixed_float16"``, ``"mixed_bfloat16"``, or ``"float64"`` (slow;
@@ -133,10 +167,18 @@ def train(
         callbacks: more Keras callbacks for ``fit``; they run after the
             package's own (precise BN, backup, log, checkpoints) and before
             the time budget.
+        freeze_epochs: fine-tuning: train only the classifier for this many
+            first epochs (the backbone frozen, its BatchNorm in inference
+            mode, no precise BN), then everything with a new optimizer that
+            continues the schedule.  Needs ``weights``.
+        freeze_batch_norm: fine-tuning: keep every BatchNorm layer in
+            inference mode with the weights' statistics (and scale and
+            offset) throughout; precise BN then does not run.  Needs
+            ``weights``.
 
     Running the same call again after an interruption (even ``kill -9``) or a
     time-budget stop resumes from the last backup
-    (``keras.callbacks.BackupAndRestore``).
+    (``keras.callbacks.BackupAndRestore``), in the phase it was in.
 
     Returns:
         The results dict also written to ``output_dir/results.json``:
@@ -148,27 +190,30 @@ def train(
         keras_regnet.training.TrainingDiverged: the loss became NaN/inf.
     """
     start = time.monotonic()
-    run = check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed)
+    run = check_arguments(
+        model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed, weights, freeze_epochs, freeze_batch_norm
+    )
     distribution = make_distribution(strategy)
     distribution.check_batch_size(run.recipe.batch_size)
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    budget = cb.TimeBudget(time_budget_s, start=start, run_epochs=run.recipe.epochs) if time_budget_s is not None else None
+    settings = FitSettings(jit_compile, steps_per_execution, backup_every_steps, verbose, callbacks, budget)
     with dtype_policy(mixed_precision):
         dataset = load_data(data, validation_data, run, distribution, data_dir=data_dir, manual_dir=manual_dir)
         with distribution.scope():
-            net = build_model(run, dataset, weights)
-            compile_model(
-                net, run.recipe, dataset.steps_per_epoch, jit_compile=jit_compile, steps_per_execution=steps_per_execution
-            )
-        net = distribution.prepare_model(net)
-        callbacks = make_callbacks(run, dataset, distribution, backup_every_steps, time_budget_s, start, callbacks)
-        with distribution.scope():  # JAX: keras.distribution shards the batches only while it is set
-            history, wall = fit(net, dataset, run.recipe, callbacks, verbose)
-    check_finite(callbacks)
-    return write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall)
+            net, head = build_model(run, dataset, weights)
+        if head and verbose:
+            print(f"weights={weights}: {head}")
+        history, wall, last_callbacks = fit_phases(net, run, dataset, distribution, settings)
+    check_finite(last_callbacks)
+    return write_results(run, dataset, distribution, mixed_precision, last_callbacks, history, wall, head)
 
 
-def check_arguments(model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed=None) -> Run:
+def check_arguments(
+    model, output_dir, recipe, small_images, mixed_precision, time_budget_s, seed=None, weights=None, freeze_epochs=0,
+    freeze_batch_norm=False,
+) -> Run:
     """Everything that can be wrong with the arguments, checked before any work starts."""
     if isinstance(model, RegNetConfig):
         config, name = model, "custom"
@@ -176,18 +221,26 @@ def check_arguments(model, output_dir, recipe, small_images, mixed_precision, ti
     else:
         published = lookup(model)
         config, name = published.config, published.name
-        recipe = recipe or Recipe.for_model(name)
+        if recipe is None:
+            recipe = Recipe.for_model(name)
+            recipe = finetuning_recipe(recipe) if weights is not None else recipe
     if mixed_precision not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}; got mixed_precision={mixed_precision!r}.")
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time_budget_s must be None or a positive number of seconds; got {time_budget_s!r}.")
     if seed is not None:
         check_int("seed", seed, minimum=0)
+    if weights is None and (freeze_epochs or freeze_batch_norm):
+        raise ValueError("freeze_epochs and freeze_batch_norm fine-tune pretrained weights: give weights= (imagenet or a file).")
+    phases = tuple(training_phases(recipe.epochs, freeze_epochs))
     check_output_dir(output_dir)
     small = recipe.image_size <= 64 if small_images is None else small_images
     if small:
         config = dataclasses.replace(config, stem_stride=1)
-    return Run(name=name, config=config, recipe=recipe, small_images=small, output_dir=output_dir, seed=seed)
+    return Run(
+        name=name, config=config, recipe=recipe, small_images=small, output_dir=output_dir, seed=seed,
+        weights=None if weights is None else str(weights), phases=phases, freeze_batch_norm=bool(freeze_batch_norm),
+    )
 
 
 @contextlib.contextmanager
@@ -213,21 +266,22 @@ def load_data(data, validation_data, run: Run, distribution: Distribution, data_
     )
 
 
-def build_model(run: Run, dataset: TrainingData, weights=None) -> keras.Model:
+def build_model(run: Run, dataset: TrainingData, weights=None) -> Tuple[keras.Model, Optional[str]]:
     """The RegNet of ``run`` with a softmax classifier over the dataset's classes (call inside the distribution's scope).
 
-    Its :class:`~keras_regnet.architecture.model_info.ModelInfo` says what
-    the checkpoints are: the dataset's class names, the training size, the
-    eval transform the run validates with, and that the weights are trained.
+    With ``weights``, the backbone is theirs and the head theirs or new
+    (:func:`~keras_regnet.training.finetune.pretrained_classifier`); the
+    second value says which (``None`` without weights).  The model's
+    :class:`~keras_regnet.architecture.model_info.ModelInfo` says what the
+    checkpoints are: the dataset's class names, the training size, the eval
+    transform the run validates with, and that the weights are trained.
     """
-    size = run.recipe.image_size
-    net = RegNet(
-        run.config,
-        input_shape=(size, size, 3),
-        classes=len(dataset.class_names),
-        weights=weights,
-        name=function_name(run.name).lower(),
-    )
+    size, name = run.recipe.image_size, function_name(run.name).lower()
+    if weights is None:
+        net, head = RegNet(run.config, input_shape=(size, size, 3), classes=len(dataset.class_names), name=name), None
+    else:
+        net, choice = pretrained_classifier(run.config, weights, dataset.class_names, size, name)
+        head = choice.message
     net.model_info = dataclasses.replace(
         net.model_info,
         weights=TRAINED_WEIGHTS,
@@ -236,44 +290,89 @@ def build_model(run: Run, dataset: TrainingData, weights=None) -> keras.Model:
         image_size=size,
         eval_transform=eval_transform_name(run.small_images),
     )
-    return net
+    return net, head
 
 
-def make_callbacks(
-    run: Run, dataset: TrainingData, distribution: Distribution, backup_every_steps, time_budget_s, start, extra=()
-) -> list:
+def fit_phases(net, run: Run, dataset: TrainingData, distribution: Distribution, settings: FitSettings):
+    """``fit`` each phase of ``run`` (one, or the head-only phase and then all); ``(history, wall seconds, callbacks)``.
+
+    Each phase compiles a new optimizer that starts the schedule at the
+    phase's first epoch, and backs up to its own folder: a finished phase's
+    backup is kept until the run completes, so a resumed run restores the
+    weights it ended with and goes on in the phase it was in.
+    """
+    histories, wall, callbacks = [], 0.0, []
+    net = distribution.prepare_model(net)
+    for phase in run.phases:
+        set_phase_trainable(net, phase, run.freeze_batch_norm)
+        with distribution.scope():
+            compile_model(net, run.recipe, dataset.steps_per_epoch, jit_compile=settings.jit_compile,
+                          steps_per_execution=settings.steps_per_execution)
+            net.optimizer.iterations.assign(phase.start * dataset.steps_per_epoch)
+        callbacks = make_callbacks(run, dataset, distribution, phase, settings)
+        forget_restored_epoch(net)
+        with distribution.scope():  # JAX: keras.distribution shards the batches only while it is set
+            history, seconds = fit(net, dataset, phase, callbacks, settings.verbose)
+        histories.append(history)
+        wall += seconds
+        if net.stop_training:
+            break
+    else:
+        if len(run.phases) > 1:
+            shutil.rmtree(os.path.join(run.output_dir, "backup"), ignore_errors=True)
+    return merged_history(histories), wall, callbacks
+
+
+def merged_history(histories) -> keras.callbacks.History:
+    """One ``History`` of consecutive ``fit`` calls."""
+    merged = keras.callbacks.History()
+    merged.epoch = [e for h in histories for e in h.epoch]
+    keys = {k for h in histories for k in h.history}
+    merged.history = {k: [v for h in histories for v in h.history.get(k, [])] for k in keys}
+    return merged
+
+
+def make_callbacks(run: Run, dataset: TrainingData, distribution: Distribution, phase: Phase, settings: FitSettings) -> list:
     """Precise BN first (what is saved has its statistics), then backup, NaN stop, CSV log, checkpoints,
-    curves, TensorBoard where it can be written, time budget last."""
+    curves, TensorBoard where it can be written, the caller's, time budget last."""
     output_dir = run.output_dir
     csv_path = os.path.join(output_dir, "log.csv")
-    backup_dir = os.path.join(output_dir, "backup")
-    resuming = os.path.isdir(backup_dir)  # deleted when a run completes
-    backup = cb.BackupAndRestore(backup_dir, save_freq=backup_every_steps or "epoch", double_checkpoint=True)
+    backup_root = os.path.join(output_dir, "backup")
+    resuming = os.path.isdir(backup_root) or phase.start > 0  # deleted when a run completes
+    last_phase = phase == run.phases[-1]
+    backup_dir = backup_root if len(run.phases) == 1 else os.path.join(backup_root, phase.name)
+    backup = cb.BackupAndRestore(
+        backup_dir, save_freq=settings.backup_every_steps or "epoch", double_checkpoint=True, delete_checkpoint=last_phase
+    )
     callbacks = [
         backup,
         cb.StopOnNaN(),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        cb.AtomicCheckpoints(output_dir, log_csv=csv_path if resuming else None, validation=(dataset.num_validation, dataset.description)),
+        cb.AtomicCheckpoints(
+            output_dir, log_csv=csv_path if resuming else None, validation=(dataset.num_validation, dataset.description)
+        ),
         cb.TrainingCurves(csv_path, os.path.join(output_dir, "curves.png")),
     ]
-    if run.recipe.precise_bn_images:
+    if uses_precise_bn(run.recipe, phase, run.freeze_batch_norm):
         batches = precise_batches(run.recipe.precise_bn_images, run.recipe.batch_size, dataset.steps_per_epoch)
         callbacks.insert(0, PreciseBatchNorm(dataset.train, batches))
     if distribution.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
-    callbacks += list(extra)
-    if time_budget_s is not None:  # last: stops after everything above has written its files
-        callbacks.append(cb.TimeBudget(time_budget_s, backup=backup, start=start))
+    callbacks += list(settings.extra_callbacks)
+    if settings.time_budget is not None:  # last: stops after everything above has written its files
+        settings.time_budget.backup = backup
+        callbacks.append(settings.time_budget)
     return callbacks
 
 
-def fit(model: keras.Model, dataset: TrainingData, recipe: Recipe, callbacks: list, verbose: int):
-    """``model.fit`` over the recipe's epochs; ``(history, wall seconds)``."""
+def fit(model: keras.Model, dataset: TrainingData, phase: Phase, callbacks: list, verbose: int):
+    """``model.fit`` over the epochs of ``phase``; ``(history, wall seconds)``."""
     start = time.perf_counter()
     history = model.fit(
         dataset.train,
         validation_data=dataset.validation,
-        epochs=recipe.epochs,
+        initial_epoch=phase.start,
+        epochs=phase.end,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # the input pipelines shuffle, seeded where it matters (Distribution.shuffle_seed)
@@ -293,7 +392,7 @@ def check_finite(callbacks: list) -> None:
         raise cb.TrainingDiverged(nan_stop.message)
 
 
-def write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall) -> dict:
+def write_results(run, dataset, distribution, mixed_precision, callbacks, history, wall, head=None) -> dict:
     """The results dict, also written atomically to ``results.json``."""
     budget = find_callback(callbacks, cb.TimeBudget)
     recipe = run.recipe
@@ -311,6 +410,10 @@ def write_results(run, dataset, distribution, mixed_precision, callbacks, histor
         "small_images": run.small_images,
         "mixed_precision": mixed_precision,
         "seed": run.seed,
+        "initial_weights": run.weights,
+        "head": head,
+        "freeze_epochs": run.phases[0].end if run.phases[0].name == "head" else 0,
+        "freeze_batch_norm": run.freeze_batch_norm,
         "replicas": distribution.replicas,
         "complete": epochs_done >= recipe.epochs,
         "epochs_done": epochs_done,

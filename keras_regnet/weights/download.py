@@ -1,9 +1,14 @@
-"""Atomic, checksummed downloads with a progress bar and deadlines, and the cache location.
+"""Atomic, checksummed downloads with a progress bar and deadlines, the cache location, and mirrors.
 
 Two limits keep a slow or stalled server from hanging a program:
 ``KERAS_REGNET_DOWNLOAD_TIMEOUT`` (seconds without any data, default 60)
 and ``KERAS_REGNET_DOWNLOAD_DEADLINE`` (seconds for the whole download,
 default 3600); arguments of :func:`fetch` override them.
+
+``KERAS_REGNET_WEIGHTS_MIRROR`` (a base URL: ``https://``, ``http://`` or
+``file://``) makes every weights download come from a mirror holding the
+files under their own names (:func:`mirrored_url`), for air-gapped and
+corporate networks.  Checksums are checked as for the original addresses.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +38,24 @@ def cache_dir() -> str:
     path = os.path.join(home, "models", "keras_regnet")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+MIRROR_VARIABLE = "KERAS_REGNET_WEIGHTS_MIRROR"
+
+
+def mirrored_url(url: str) -> str:
+    """``url``, or the file of the same name under ``$KERAS_REGNET_WEIGHTS_MIRROR`` when that is set.
+
+    E.g. with ``KERAS_REGNET_WEIGHTS_MIRROR=https://mirror.corp/regnet``,
+    ``https://dl.fbaipublicfiles.com/pycls/dds_baselines/160905981/RegNetX-200MF_dds_8gpu.pyth``
+    is fetched from ``https://mirror.corp/regnet/RegNetX-200MF_dds_8gpu.pyth``.
+    """
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    if not mirror:
+        return url
+    if not re.match(r"^(https?|file)://", mirror):
+        raise ValueError(f"{MIRROR_VARIABLE} must be an http://, https:// or file:// base URL; got {MIRROR_VARIABLE}={mirror!r}.")
+    return mirror.rstrip("/") + "/" + url.rsplit("/", 1)[-1]
 
 
 def sha256_of(path: str) -> str:

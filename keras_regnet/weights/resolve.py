@@ -119,7 +119,8 @@ def parse_weights_argument(weights, config, include_top: bool, classes: int) -> 
                 f"Unknown weights source in weights={weights!r}; known sources: "
                 f"{', '.join(repr(IMAGENET + ':' + s) for s in known)}."
             )
-        published = next((p for p in published_models().values() if p.config == config), None)
+        # The stem's stride (2, or 1 for small images) has no weights: the checkpoint fits either.
+        published = next((p for p in published_models().values() if p.config == dataclasses.replace(config, stem_stride=2)), None)
         if published is None:
             raise ValueError(
                 f"weights={weights!r} exists only for the 24 published models; this config is not "
@@ -207,7 +208,7 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
 
     # tf-keras publishes separate files without the classifier.
     suffix = "" if include_top or "url_notop" not in entry else "_notop"
-    url, sha256, prefix = entry["url" + suffix], entry["sha256" + suffix], entry.get("sha256_prefix")
+    url, sha256, prefix = download.mirrored_url(entry["url" + suffix]), entry["sha256" + suffix], entry.get("sha256_prefix")
     raw = os.path.join(download.cache_dir(), os.path.basename(url))
     trusted = sha256 or recorded_sha256(raw)
     cached = os.path.join(
@@ -237,6 +238,34 @@ def load(model, spec: WeightsSpec, progress: bool = True) -> None:
         if trusted is None:
             record_sha256(raw, digest)
     save_weights_atomic(model, cached, source=spec.source, source_sha256=digest)
+
+
+def classifier_classes(spec: Optional[WeightsSpec]) -> Optional[int]:
+    """How many classes the classifier of the weights ``spec`` names has (``None``: no classifier, or no weights).
+
+    A RegNet's only two-dimensional weight is its classifier's: ``(classes,
+    features)`` in PyTorch files, ``(features, classes)`` in Keras ones.
+    """
+    if spec is None:
+        return None
+    if spec.kind == IMAGENET:
+        return 1000
+    if spec.state is not None:
+        heads = [a.shape[0] for a in spec.state.values() if getattr(a, "ndim", 0) == 2]
+        return heads[0] if len(heads) == 1 else None
+    shapes = []
+    with reading(spec.path), h5py.File(spec.path, "r") as f:
+        f.visititems(lambda _, obj: shapes.append(obj.shape) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None)
+    return shapes[0][1] if len(shapes) == 1 else None
+
+
+def classifier_class_ids(spec: Optional[WeightsSpec]) -> Optional[list]:
+    """The classifier's class ids where known: ImageNet's WordNet ids for ``imagenet`` weights, else ``None``."""
+    if spec is not None and spec.kind == IMAGENET:
+        from keras_regnet.architecture.preprocessing import imagenet_classes
+
+        return [wnid for wnid, _ in imagenet_classes()]
+    return None
 
 
 def recorded_sha256(path: str) -> Optional[str]:
