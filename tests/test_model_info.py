@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from conftest import require
 
 import keras_regnet
 from keras_regnet import evaluation
@@ -291,3 +292,15 @@ def test_model_info_round_trips_and_checks_its_fields():
     assert info.labels(2) == [("a", "a"), ("b", "b")]
     with pytest.raises(ValueError, match="has 3 classes but its info names 2"):
         info.labels(3)
+
+
+def test_onnx_export_adds_the_preprocessing_a_model_lacks(tmp_path):
+    ort = require("onnxruntime")
+    keras.utils.set_random_seed(3)
+    model = keras_regnet.RegNetX200MF(input_shape=(32, 32, 3), classes=10, include_preprocessing=False)
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    normalised = (pixels / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    expected = model.predict(normalised.astype("float32"), verbose=0)
+    session = ort.InferenceSession(ex.export_onnx(model, str(tmp_path / "m.onnx")))
+    got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
