@@ -250,13 +250,19 @@ def test_serving_bytes_of_a_224_model_agrees_with_keras_on_real_jpegs(held_out, 
     assert np.mean(keras_top1(model, squashed) == keras_side) < 0.995
 
 
-def test_exports_add_the_preprocessing_a_model_lacks(tmp_path):
-    """Every export takes pixels in [0, 255]: a model without its normalisation gets it in front."""
+@pytest.fixture
+def without_preprocessing():
+    """``(model built with include_preprocessing=False, pixels in [0, 255], its outputs on them normalised by hand)``."""
     keras.utils.set_random_seed(2)
     model = keras_regnet.RegNetX200MF(input_shape=(32, 32, 3), classes=10, include_preprocessing=False)
     pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     normalised = (pixels / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-    expected = model.predict(normalised.astype("float32"), verbose=0)
+    return model, pixels, model.predict(normalised.astype("float32"), verbose=0)
+
+
+def test_exports_add_the_preprocessing_a_model_lacks(without_preprocessing, tmp_path):
+    """Every export takes pixels in [0, 255]: a model without its normalisation gets it in front."""
+    model, pixels, expected = without_preprocessing
     path = ex.export_tflite(model, str(tmp_path / "m.tflite"))
     interpreter = tf.lite.Interpreter(model_path=path)
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], pixels.shape)
@@ -294,13 +300,9 @@ def test_model_info_round_trips_and_checks_its_fields():
         info.labels(3)
 
 
-def test_onnx_export_adds_the_preprocessing_a_model_lacks(tmp_path):
+def test_onnx_export_adds_the_preprocessing_a_model_lacks(without_preprocessing, tmp_path):
     ort = require("onnxruntime")
-    keras.utils.set_random_seed(3)
-    model = keras_regnet.RegNetX200MF(input_shape=(32, 32, 3), classes=10, include_preprocessing=False)
-    pixels = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    normalised = (pixels / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-    expected = model.predict(normalised.astype("float32"), verbose=0)
+    model, pixels, expected = without_preprocessing
     session = ort.InferenceSession(ex.export_onnx(model, str(tmp_path / "m.onnx")))
     got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
