@@ -38,6 +38,7 @@ _EXPORTS = {
     "RegNet": _MODELS,
     "feature_extractor": _MODELS,
     "get_model": _MODELS,
+    "set_dtype_policy": _MODELS,
     **{name: _MODELS for name in _BUILDERS},
     "InvalidFileError": "keras_regnet.errors",
     "UnsafeFileError": "keras_regnet.errors",
@@ -81,7 +82,7 @@ if "keras" in sys.modules:  # Keras is running already: importing ours costs lit
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from keras_regnet.architecture.complexity import complexity  # noqa: F401
     from keras_regnet.architecture.config import RegNetConfig, StageSpec, generate_block_widths  # noqa: F401
-    from keras_regnet.architecture.models import RegNet, feature_extractor, get_model  # noqa: F401
+    from keras_regnet.architecture.models import RegNet, feature_extractor, get_model, set_dtype_policy  # noqa: F401
     from keras_regnet.architecture.preprocessing import decode_predictions, preprocess_input  # noqa: F401
     from keras_regnet.architecture.zoo import list_models, published_models  # noqa: F401
     from keras_regnet.errors import InvalidFileError, UnsafeFileError  # noqa: F401

@@ -109,3 +109,14 @@ def server():
     s = LoopbackServer()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """``(run directory, results)`` of one epoch of the README's main job (shared: it takes a minute)."""
+    from keras_regnet.training import Recipe, train
+
+    out = tmp_path_factory.mktemp("run")
+    recipe = Recipe(epochs=1, batch_size=128, image_size=32, warmup_epochs=0, precise_bn_images=1024)
+    results = train("RegNetX-200MF", data="embedded", output_dir=str(out), recipe=recipe, seed=0, verbose=0)
+    return out, results

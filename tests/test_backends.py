@@ -16,8 +16,9 @@ import keras_regnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # What GroupedConv2D runs by default: TensorFlow's native grouped kernel (no
-# per-op XLA); JAX and torch are native through Keras's own convolution.
-DEFAULT_GROUPED_CONV_KERNEL = {"tensorflow": "native", "jax": "keras", "torch": "keras"}
+# per-op XLA); on JAX the registered kernel (one convolution per group on
+# CPU, where XLA's grouped convolution is slow); torch's through Keras's own.
+DEFAULT_GROUPED_CONV_KERNEL = {"tensorflow": "native", "jax": "native", "torch": "keras"}
 
 
 def _run_worker(backend, name, weights, x, tmp_path):

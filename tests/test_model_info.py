@@ -30,19 +30,9 @@ from keras_regnet.data import augment, transforms_numpy, transforms_tf
 from keras_regnet.data.cifar10 import embedded_cifar10_jpegs
 from keras_regnet.errors import InvalidFileError
 from keras_regnet.safe_io import load_keras_model
-from keras_regnet.training import Recipe, train
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """``(run directory, results)`` of one epoch of the main job."""
-    out = tmp_path_factory.mktemp("run")
-    recipe = Recipe(epochs=1, batch_size=128, image_size=32, warmup_epochs=0, precise_bn_images=1024)
-    results = train("RegNetX-200MF", data="embedded", output_dir=str(out), recipe=recipe, seed=0, verbose=0)
-    return out, results
 
 
 @pytest.fixture(scope="module")

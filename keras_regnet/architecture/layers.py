@@ -8,7 +8,8 @@ weights map one-to-one onto pycls's and torchvision's ``state_dict`` keys
 
 Grouped 3x3 convolutions are :class:`GroupedConv2D`, whose kernel (the
 backend's native grouped convolution or Keras's own) is chosen with
-:func:`set_grouped_conv_kernel`.
+:func:`set_grouped_conv_kernel`; :class:`BatchNormalization` trains with a
+fused op where the backend has one (:mod:`keras_regnet.architecture.kernels`).
 
 Numerics follow PyTorch: BatchNorm epsilon 1e-5 and momentum 0.9 (PyTorch's
 0.1), with PyTorch's running variance (:class:`BatchNormalization`), and strided 3x3 convolutions pad 1 pixel on every side before a
@@ -18,12 +19,24 @@ even inputs, which shifts the window and would change ported outputs.)
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 from keras import layers, ops
 
 from keras_regnet.architecture.config import StageSpec, se_width
+from keras_regnet.architecture.kernels import (  # noqa: F401  (the kernel switch is public here too)
+    GROUPED_CONV_KERNELS,
+    GroupedConvBackend,
+    fused_batch_norm_inference,
+    fused_batch_norm_training,
+    grouped_conv_kernel,
+    grouped_conv_kernel_scope,
+    native_grouped_conv,
+    native_grouped_conv_available,
+    register_native_grouped_conv,
+    resolved_grouped_conv_kernel,
+    set_grouped_conv_kernel,
+    split_grouped_conv,
+)
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -41,169 +54,6 @@ def dense_initializer():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
 
 
-GROUPED_CONV_KERNELS = ("auto", "native", "keras")
-
-
-class GroupedConvBackend:
-    """A backend's own grouped convolution, plugged into :class:`GroupedConv2D`.
-
-    ``conv`` takes the arguments of ``keras.ops.conv`` (``inputs``,
-    ``kernel``, ``strides``, ``padding``, ``data_format``, ``dilation_rate``)
-    and must give the same numbers as ``keras.ops.conv``.  ``available`` is
-    asked once per compute dtype (``"float32"``, ``"bfloat16"``, ...) whether
-    ``conv`` works in this process for it, forward and backward (e.g. this
-    build has the kernel; TensorFlow's CPU build lacks the float16 gradient).
-    """
-
-    def __init__(self, conv, available=None):
-        if not callable(conv) or (available is not None and not callable(available)):
-            raise ValueError("conv and available must be callables (available may be None).")
-        self.conv = conv
-        self._available = available
-        self._answers = {}
-
-    def available(self, dtype: str = "float32") -> bool:
-        """Whether ``conv`` works here for ``dtype`` (the ``available`` function's answer, asked once per dtype)."""
-        if dtype not in self._answers:
-            self._answers[dtype] = bool(self._available(dtype)) if self._available is not None else True
-        return self._answers[dtype]
-
-
-_native_grouped_convs = {}  # Keras backend name -> GroupedConvBackend
-_grouped_conv_kernel = "auto"
-
-
-def register_native_grouped_conv(backend: str, conv, available=None):
-    """Register ``backend``'s native grouped convolution for :class:`GroupedConv2D`.
-
-    Args:
-        backend: a Keras backend name (``"tensorflow"``, ``"jax"``,
-            ``"torch"``, ...); a later registration replaces an earlier one.
-        conv: a function with ``keras.ops.conv``'s arguments giving the same
-            outputs, faster.
-        available: optional function of a compute dtype name telling
-            whether ``conv`` works in this process for it, forward and
-            backward; asked once per dtype.
-
-    Returns:
-        The :class:`GroupedConvBackend` it replaces, or ``None``.
-    """
-    if not isinstance(backend, str) or not backend:
-        raise ValueError(f"backend must be a Keras backend name such as 'tensorflow'; got backend={backend!r}.")
-    previous = _native_grouped_convs.get(backend)
-    _native_grouped_convs[backend] = GroupedConvBackend(conv, available)
-    return previous
-
-
-def native_grouped_conv(backend=None):
-    """The :class:`GroupedConvBackend` registered for ``backend`` (default: the current one), or ``None``."""
-    return _native_grouped_convs.get(backend or keras.backend.backend())
-
-
-def native_grouped_conv_available(backend=None, dtype: str = "float32") -> bool:
-    """Whether ``backend`` (default: the current one) has a registered native grouped convolution working for ``dtype``."""
-    entry = native_grouped_conv(backend)
-    return entry is not None and entry.available(dtype)
-
-
-def _no_native_kernel_error(dtype="float32"):
-    return ValueError(
-        f"kernel='native' needs a native grouped convolution for the {keras.backend.backend()!r} backend "
-        f"in {dtype}, and none that works is registered (registered: {sorted(_native_grouped_convs)}); use 'auto' or 'keras'."
-    )
-
-
-def set_grouped_conv_kernel(kernel: str) -> str:
-    """Choose how :class:`GroupedConv2D` runs grouped convolutions; returns the previous choice.
-
-    Args:
-        kernel: ``"auto"`` (default): the backend's registered native kernel
-            where it works, else Keras's; ``"native"``: the registered native
-            kernel, an error if the current backend has none that works;
-            ``"keras"``: Keras's own ``Conv2D`` path (on TensorFlow, one XLA
-            function per grouped convolution).
-
-    The outputs are the same either way; only speed differs.  The choice is
-    read when a layer's call is traced: a model's ``predict``/``fit``
-    function keeps the kernel it was traced with, so choose before the first
-    call (or use :func:`grouped_conv_kernel_scope` around the first call).
-    """
-    global _grouped_conv_kernel
-    if kernel not in GROUPED_CONV_KERNELS:
-        raise ValueError(f"kernel must be one of {GROUPED_CONV_KERNELS}; got kernel={kernel!r}.")
-    if kernel == "native" and not native_grouped_conv_available():
-        raise _no_native_kernel_error()
-    previous, _grouped_conv_kernel = _grouped_conv_kernel, kernel
-    return previous
-
-
-def grouped_conv_kernel() -> str:
-    """The current choice of :func:`set_grouped_conv_kernel` (``"auto"``, ``"native"`` or ``"keras"``)."""
-    return _grouped_conv_kernel
-
-
-def resolved_grouped_conv_kernel(dtype: str = "float32") -> str:
-    """What :class:`GroupedConv2D` runs now on this backend for ``dtype``: ``"native"`` or ``"keras"``."""
-    if _grouped_conv_kernel == "auto":
-        return "native" if native_grouped_conv_available(dtype=dtype) else "keras"
-    if _grouped_conv_kernel == "native" and not native_grouped_conv_available(dtype=dtype):
-        raise _no_native_kernel_error(dtype)  # unregistered since it was chosen, or not for this dtype
-    return _grouped_conv_kernel
-
-
-@contextlib.contextmanager
-def grouped_conv_kernel_scope(kernel: str):
-    """:func:`set_grouped_conv_kernel` for the duration of a ``with`` block (not thread-safe)."""
-    previous = set_grouped_conv_kernel(kernel)
-    try:
-        yield
-    finally:
-        set_grouped_conv_kernel(previous)
-
-
-def _tensorflow_has_native_grouped_conv(dtype: str = "float32") -> bool:
-    """Whether TensorFlow runs grouped convolutions in ``dtype`` natively here, forward and backward.
-
-    Keras 3 compiles every grouped convolution with XLA on the TensorFlow
-    backend because old TensorFlow builds had no CPU kernel for them.  Current
-    oneDNN builds do, and it is about 5x faster than XLA's grouped
-    convolution on CPU (docs/benchmarks.md), so use it where it works.  The
-    gradient is probed too: the CPU build's float16 filter gradient asks for
-    an ungrouped filter's size and fails.
-    """
-    import tensorflow as tf
-
-    # The first call may come while a graph is being traced; probe eagerly.
-    with tf.init_scope():
-        try:
-            x = tf.ones((1, 4, 4, 4), dtype)
-            k = tf.ones((3, 3, 2, 4), dtype)
-            y = tf.nn.conv2d(x, k, 1, "SAME")  # 2 groups of 2 channels
-            # The two gradient ops a training step runs (a tape is inert under init_scope).
-            strides = [1, 1, 1, 1]
-            dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(k), out_backprop=y, strides=strides, padding="SAME")
-            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k, out_backprop=y, strides=strides, padding="SAME")
-            return bool(tf.reduce_all(y[0, 1, 1] == 18)) and dx.shape == x.shape and dk.shape == k.shape
-        except Exception:  # no kernel for this dtype ("grouped convolution not supported", a gradient failure)
-            return False
-
-
-def _tensorflow_grouped_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    """``tf.nn.convolution`` directly, without the XLA wrapper Keras puts around grouped convolutions."""
-    import tensorflow as tf
-
-    data_format = data_format or keras.config.image_data_format()
-    return tf.nn.convolution(
-        inputs,
-        kernel,
-        strides=strides,
-        padding=padding.upper(),
-        dilations=dilation_rate,
-        data_format="NHWC" if data_format == "channels_last" else "NCHW",
-    )
-
-
-register_native_grouped_conv("tensorflow", _tensorflow_grouped_conv, _tensorflow_has_native_grouped_conv)
 
 
 @keras.saving.register_keras_serializable(package="keras_regnet")
@@ -251,23 +101,38 @@ class BatchNormalization(layers.BatchNormalization):
     *unbiased* batch variance (``n / (n - 1)`` times the biased one, ``n`` =
     values per channel); Keras moves towards the biased one.  This layer does
     what PyTorch does, so BatchNorm statistics trained here equal pycls's.
-    Inference, and training with ``synchronized=True`` (whose ``n`` would be
-    the global count), are Keras's own.  The class keeps Keras's name so that
+    Training with ``synchronized=True`` (whose ``n`` would be the global
+    count) is Keras's own.  On TensorFlow both training and inference run
+    one fused op (:mod:`keras_regnet.architecture.kernels`), same numbers up
+    to float rounding order.  The class keeps Keras's name so that
     ``.weights.h5`` files, whose keys follow class names, stay compatible.
     """
 
     def call(self, inputs, training=None, mask=None):
+        fusable = mask is None and self.axis in (-1, len(inputs.shape) - 1) and self.scale and self.center
         if not (training and self.trainable) or mask is not None or self.synchronized:
-            return super().call(inputs, training=training, mask=mask)
+            fused = None
+            if fusable:
+                statistics = (self.moving_mean, self.moving_variance)
+                fused = fused_batch_norm_inference(inputs, self.gamma, self.beta, *statistics, self.epsilon)
+            return fused if fused is not None else super().call(inputs, training=training, mask=mask)
+        fused = fused_batch_norm_training(inputs, self.gamma, self.beta, self.epsilon) if fusable else None
+        if fused is not None:
+            outputs, mean, unbiased = fused
+            self._move_statistics(mean, unbiased)
+            return ops.cast(outputs, self.compute_dtype)
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras: moments in >= float32
         mean, variance, unbiased = batch_moments(x, self.axis)
-        momentum = self.momentum
-        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * momentum + unbiased * (1.0 - momentum))
+        self._move_statistics(mean, unbiased)
         gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
         beta = ops.cast(self.beta, x.dtype) if self.center else None
         outputs = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon)
         return ops.cast(outputs, self.compute_dtype)
+
+    def _move_statistics(self, mean, unbiased_variance):
+        momentum, dtype = self.momentum, mean.dtype
+        self.moving_mean.assign(ops.cast(self.moving_mean, dtype) * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(ops.cast(self.moving_variance, dtype) * momentum + unbiased_variance * (1.0 - momentum))
 
 
 PADDING_STYLES = ("symmetric", "same")

@@ -242,6 +242,36 @@ def replace_classifier(model: keras.Model, classes: int, classifier_activation="
     return new
 
 
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16", "float64")
+
+
+def set_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """Run ``model`` (built or loaded, e.g. a trained ``.keras`` file) under another dtype policy, in place.
+
+    ``"mixed_bfloat16"`` computes in bfloat16 with float32 variables, what
+    ``keras.mixed_precision.set_global_policy`` gives a model built
+    afterwards (the input normalisation and the classifier stay float32
+    under a mixed policy, as there); use this for a model that exists already.  Weights are kept;
+    ``predict``/``fit`` functions are traced again on their next call.
+
+    Args:
+        model: a Keras model.
+        policy: one of ``DTYPE_POLICIES``.
+
+    Returns:
+        ``model``.
+    """
+    if policy not in DTYPE_POLICIES:
+        raise ValueError(f"policy must be one of {DTYPE_POLICIES}; got policy={policy!r}.")
+    for layer in model.layers:
+        # As the builders do: under a mixed policy the input normalisation and
+        # the classifier (and softmax) stay float32.
+        kept = layer.name in ("preprocessing", "predictions") and policy.startswith("mixed")
+        layer.dtype_policy = "float32" if kept else policy
+    model.predict_function = model.train_function = model.test_function = None
+    return model
+
+
 def get_model(name: str, /, **kwargs) -> keras.Model:
     """Build a published RegNet by name.
 

@@ -14,6 +14,7 @@ import os
 from typing import List, Tuple
 
 import numpy as np
+import keras
 from keras import layers
 
 from keras_regnet.architecture.config import check_int
@@ -31,15 +32,19 @@ def preprocessing_layer(style="imagenet_mean_std", name="preprocessing"):
 
     ``"imagenet_mean_std"`` (pycls): ``(x / 255 - mean) / std`` per RGB
     channel.  ``"rescale_0_1"`` (tf-keras's RegNet weights): ``x / 255``.
+    Under a mixed-precision global policy the layer computes in float32
+    (pixels minus a bfloat16 mean lose up to 1 level); the first
+    convolution casts its output.
     """
+    dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
     if style == "rescale_0_1":
-        return layers.Rescaling(1.0 / 255.0, name=name)
+        return layers.Rescaling(1.0 / 255.0, name=name, dtype=dtype)
     if style != "imagenet_mean_std":
         raise ValueError(f"preprocessing style must be one of {PREPROCESSING_STYLES}; got {style!r}.")
     mean = np.array(IMAGENET_MEAN) * 255.0
     std = np.array(IMAGENET_STD) * 255.0
     # float64 arrays, not lists: a list would become a float32 tensor first (rounded for float64 models).
-    return layers.Normalization(axis=-1, mean=mean, variance=std**2, name=name)
+    return layers.Normalization(axis=-1, mean=mean, variance=std**2, name=name, dtype=dtype)
 
 
 def preprocess_input(x, data_format=None):
