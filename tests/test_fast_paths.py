@@ -130,3 +130,36 @@ def test_a_jit_compiled_training_step_equals_the_default_one():
     np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-4)
     for a, b in zip(results[True][1], results[False][1]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_fused_momentum_update_equals_torch_sgd_element_wise(monkeypatch, nesterov):
+    from keras_regnet.training import optimizer as opt
+
+    rng = np.random.default_rng(3)
+    start = rng.normal(size=(5, 4)).astype("float32")
+    grads = [rng.normal(size=(5, 4)).astype("float32") for _ in range(3)]
+
+    def run(fused):
+        calls = []
+        real = opt.fused_momentum_update
+        monkeypatch.setattr(opt, "fused_momentum_update",
+                            (lambda *a: calls.append(1) or real(*a)) if fused else (lambda *a: False))
+        var = keras.Variable(start)
+        sgd = opt.TorchSGD(l2=5e-5, learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+        for lr, g in zip((0.1, 0.05, 0.02), grads):  # the learning rate changes, as pycls's schedule does
+            sgd.learning_rate = lr
+            sgd.apply([tf.constant(g)], [var])
+        return var.numpy(), calls
+
+    fused, calls = run(True)
+    plain, _ = run(False)
+    assert calls  # the fused op really ran
+    np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-7)
+    # and both are PyTorch's update, computed here in float64
+    p, v = start.astype("float64"), np.zeros_like(start, dtype="float64")
+    for lr, g in zip((0.1, 0.05, 0.02), grads):
+        g = g + 5e-5 * p
+        v = 0.9 * v + g
+        p = p - lr * (g + 0.9 * v if nesterov else v)
+    np.testing.assert_allclose(fused, p, rtol=1e-5, atol=1e-6)

@@ -75,6 +75,29 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+def fused_momentum_update(variable, velocity, lr, gradient, momentum, nesterov: bool) -> bool:
+    """PyTorch's momentum update as TensorFlow's one ``ResourceApplyMomentum`` op; False where it does not apply.
+
+    TensorFlow's op is PyTorch's update (``v = mu * v + g``, then
+    ``p -= lr * v``, or with Nesterov ``p -= lr * g + lr * mu * v``; only the
+    rounding order of the last line differs), in one op per variable
+    instead of about ten: the update was 1,300 small ops per step of
+    RegNetX-200MF.  Not used on other backends or under a
+    ``tf.distribute`` strategy (whose variables Keras updates itself).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return False
+    tf.raw_ops.ResourceApplyMomentum(
+        var=variable.handle, accum=velocity.handle, lr=lr, grad=gradient, momentum=momentum,
+        use_locking=False, use_nesterov=nesterov,
+    )
+    return True
+
+
 @keras.saving.register_keras_serializable(package="keras_regnet")
 class TorchSGD(CoupledWeightDecaySGD):
     """SGD exactly as ``torch.optim.SGD`` (and so pycls) updates, as a Keras optimizer.
@@ -110,6 +133,8 @@ class TorchSGD(CoupledWeightDecaySGD):
             self.assign_sub(variable, lr * gradient)
             return
         velocity = self.momentums[self._get_variable_index(variable)]
+        if fused_momentum_update(variable, velocity, lr, gradient, momentum, self.nesterov):
+            return
         self.assign(velocity, momentum * velocity + gradient)
         self.assign_sub(variable, lr * (gradient + momentum * velocity if self.nesterov else velocity))
 
