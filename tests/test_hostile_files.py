@@ -9,6 +9,8 @@ file before building anything.
 import collections
 import io
 import os
+import pickle
+import struct
 import time
 import tracemalloc
 import zipfile
@@ -248,3 +250,19 @@ def test_mutated_checkpoints_give_only_the_documented_error_in_bounded_memory(tm
     outcome, peak = _peak_bytes(torch_checkpoint.load, str(path))
     assert not isinstance(outcome, str) or outcome == "accepted the file", outcome
     assert peak < 16 << 20, f"peak {peak:,} bytes for a {path.stat().st_size:,}-byte file"
+
+
+@pytest.mark.parametrize("target", ["legacy", "data.pkl"])
+def test_a_forged_memo_index_is_refused_before_the_unpickler_grows_its_memo(tmp_path, target):
+    """A LONG_BINPUT with index 10**8 in a 1 KB file: CPython's unpickler would size its memo table to it (1.7 GB)."""
+    pickled = pickle.dumps({"a": [1.0, 2.0]}, protocol=2)
+    forged = pickled.replace(b"q\x00", b"r" + struct.pack("<I", 10**8), 1)  # BINPUT 0 -> LONG_BINPUT 10**8
+    assert forged != pickled and pickle.loads(forged) == {"a": [1.0, 2.0]}  # the unpickler itself accepts it
+    path = tmp_path / "forged.pyth"
+    if target == "data.pkl":
+        hf.write_zip(path, None, data_pkl=forged, extra_members=[("archive/data/0", VALID["storage"])])
+    else:  # the hypothesis-found case: one inserted zero byte turned a BINPUT into a huge LONG_BINPUT
+        path.write_bytes(_mutate(VALID["legacy"], [(487, 0, "insert")], None))
+    outcome, peak = _peak_bytes(torch_checkpoint.load, str(path))
+    assert isinstance(outcome, InvalidFileError) and "memo index" in outcome.reason, outcome
+    assert peak < 16 << 20, f"peak {peak:,} bytes"

@@ -280,11 +280,22 @@ class _BoundedReader:
         return self._f.tell()
 
 
+MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
 def _check_opcodes(stream) -> None:
-    """Walk a pickle's opcodes up to STOP: every declared length must lie inside ``stream``."""
-    for opcode, _, _ in pickletools.genops(stream):
+    """Walk a pickle's opcodes up to STOP: every declared length must lie inside ``stream``.
+
+    Memo indices are checked too: a pickler numbers memo entries from 0, one
+    per PUT, so an index beyond the opcode's byte position is forged, and
+    the unpickler would grow its memo table to that size (a 1 KB file asked
+    for 1.7 GB; found by tests/test_hostile_files.py).
+    """
+    for opcode, arg, position in pickletools.genops(stream):
         if opcode.name in ("NEXT_BUFFER", "READONLY_BUFFER"):
             raise ValueError("out-of-band buffers are not part of a checkpoint")
+        if opcode.name in MEMO_PUTS and not (isinstance(arg, int) and 0 <= arg <= (position or 0)):
+            raise ValueError(f"memo index {arg!r} at byte {position} cannot come from a pickler")
 
 
 def _unpickle(data: bytes, unpickler_cls, *args):
