@@ -163,3 +163,12 @@ def test_fused_momentum_update_equals_torch_sgd_element_wise(monkeypatch, nester
         v = 0.9 * v + g
         p = p - lr * (g + 0.9 * v if nesterov else v)
     np.testing.assert_allclose(fused, p, rtol=1e-5, atol=1e-6)
+
+
+def test_synchronized_batch_norm_trains_on_batch_statistics_not_the_inference_kernel():
+    """``synchronized=True`` in training is Keras's own path: batch statistics, moving ones updated."""
+    x = tf.constant(RNG.normal(3.0, 2.0, (4, 3, 3, 6)).astype("float32"))
+    layer = L.BatchNormalization(epsilon=L.BN_EPSILON, momentum=L.BN_MOMENTUM, synchronized=True)
+    y = layer(x, training=True).numpy()
+    np.testing.assert_allclose(y.reshape(-1, 6).mean(0), 0, atol=1e-5)  # normalised by the batch, not by (0, 1)
+    assert np.abs(layer.moving_mean.numpy()).max() > 0.1  # moved towards the batch mean (about 3)

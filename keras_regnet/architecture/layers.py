@@ -110,12 +110,14 @@ class BatchNormalization(layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         fusable = mask is None and self.axis in (-1, len(inputs.shape) - 1) and self.scale and self.center
-        if not (training and self.trainable) or mask is not None or self.synchronized:
+        if not (training and self.trainable):
             fused = None
             if fusable:
                 statistics = (self.moving_mean, self.moving_variance)
                 fused = fused_batch_norm_inference(inputs, self.gamma, self.beta, *statistics, self.epsilon)
             return fused if fused is not None else super().call(inputs, training=training, mask=mask)
+        if mask is not None or self.synchronized:
+            return super().call(inputs, training=training, mask=mask)
         fused = fused_batch_norm_training(inputs, self.gamma, self.beta, self.epsilon) if fusable else None
         if fused is not None:
             outputs, mean, unbiased = fused
