@@ -54,6 +54,16 @@ def dense_initializer():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
 
 
+def float32_under_mixed_policy():
+    """``"float32"`` under a mixed-precision global policy, else ``None``: the dtype of layers kept in float32.
+
+    The input normalisation and the classifier (with its softmax) stay in
+    float32 under ``mixed_*`` policies, as the Keras mixed-precision guide
+    recommends for outputs; pixels minus a bfloat16 mean would lose up to 1 level.
+    """
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
 
 
 @keras.saving.register_keras_serializable(package="keras_regnet")

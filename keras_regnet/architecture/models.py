@@ -152,9 +152,7 @@ def _head(x, include_top, pooling, classes, classifier_activation):
             classes,
             activation=classifier_activation,
             kernel_initializer=regnet_layers.dense_initializer(),
-            # Under a mixed-precision policy keep the classifier (and softmax)
-            # in float32, as the Keras mixed-precision guide recommends.
-            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
+            dtype=regnet_layers.float32_under_mixed_policy(),
             name="predictions",
         )(x)
     if pooling == "avg":
@@ -243,6 +241,8 @@ def replace_classifier(model: keras.Model, classes: int, classifier_activation="
 
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16", "bfloat16", "float16", "float64")
+# The layers the builders keep in float32 under a mixed policy (layers.float32_under_mixed_policy).
+FLOAT32_UNDER_MIXED_POLICY = ("preprocessing", "predictions")
 
 
 def set_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
@@ -264,9 +264,7 @@ def set_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
     if policy not in DTYPE_POLICIES:
         raise ValueError(f"policy must be one of {DTYPE_POLICIES}; got policy={policy!r}.")
     for layer in model.layers:
-        # As the builders do: under a mixed policy the input normalisation and
-        # the classifier (and softmax) stay float32.
-        kept = layer.name in ("preprocessing", "predictions") and policy.startswith("mixed")
+        kept = layer.name in FLOAT32_UNDER_MIXED_POLICY and policy.startswith("mixed")
         layer.dtype_policy = "float32" if kept else policy
     model.predict_function = model.train_function = model.test_function = None
     return model

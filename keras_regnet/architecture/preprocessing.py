@@ -14,10 +14,10 @@ import os
 from typing import List, Tuple
 
 import numpy as np
-import keras
 from keras import layers
 
 from keras_regnet.architecture.config import check_int
+from keras_regnet.architecture.layers import float32_under_mixed_policy
 
 # pycls / torchvision ImageNet statistics on [0, 1] RGB pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,7 +36,7 @@ def preprocessing_layer(style="imagenet_mean_std", name="preprocessing"):
     (pixels minus a bfloat16 mean lose up to 1 level); the first
     convolution casts its output.
     """
-    dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+    dtype = float32_under_mixed_policy()
     if style == "rescale_0_1":
         return layers.Rescaling(1.0 / 255.0, name=name, dtype=dtype)
     if style != "imagenet_mean_std":
