@@ -8,6 +8,8 @@ Quick start::
     keras_regnet.complexity("RegNetX-200MF")          # flops, params, acts
     cfg = keras_regnet.RegNetConfig(depth=13, w0=24, wa=36.44, wm=2.49, group_width=8)
     custom = keras_regnet.RegNet(cfg, classes=10)
+    anynet = keras_regnet.AnyNet(keras_regnet.AnyNetConfig(depths=(1, 1, 2, 1), widths=(24, 56, 152, 368),
+                                                           bottleneck_ratios=(1, 1, 1, 1), group_widths=(8, 8, 8, 8)))
 
 The names below are imported on first use, so ``import keras_regnet`` (and
 ``keras-regnet --help``) does not start Keras and its backend.  Keras learns
@@ -33,9 +35,12 @@ _BUILDERS = [
 _EXPORTS = {
     "complexity": "keras_regnet.architecture.complexity",
     "RegNetConfig": "keras_regnet.architecture.config",
+    "AnyNetConfig": "keras_regnet.architecture.config",
+    "anynet_from_regnet": "keras_regnet.architecture.config",
     "StageSpec": "keras_regnet.architecture.config",
     "generate_block_widths": "keras_regnet.architecture.config",
     "RegNet": _MODELS,
+    "AnyNet": _MODELS,
     "feature_extractor": _MODELS,
     "get_model": _MODELS,
     "set_dtype_policy": _MODELS,
@@ -81,8 +86,8 @@ if "keras" in sys.modules:  # Keras is running already: importing ours costs lit
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from keras_regnet.architecture.complexity import complexity  # noqa: F401
-    from keras_regnet.architecture.config import RegNetConfig, StageSpec, generate_block_widths  # noqa: F401
-    from keras_regnet.architecture.models import RegNet, feature_extractor, get_model, set_dtype_policy  # noqa: F401
+    from keras_regnet.architecture.config import AnyNetConfig, RegNetConfig, StageSpec, anynet_from_regnet, generate_block_widths  # noqa: F401
+    from keras_regnet.architecture.models import AnyNet, RegNet, feature_extractor, get_model, set_dtype_policy  # noqa: F401
     from keras_regnet.architecture.preprocessing import decode_predictions, preprocess_input  # noqa: F401
     from keras_regnet.architecture.zoo import list_models, published_models  # noqa: F401
     from keras_regnet.errors import InvalidFileError, UnsafeFileError  # noqa: F401

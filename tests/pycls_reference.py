@@ -1,7 +1,7 @@
-"""Build the official pycls 0.1.1 RegNet for a config, for parity tests.
+"""Build the official pycls 0.1.1 RegNet or AnyNet for a config, for parity tests.
 
-pycls's wheel ships no YAML configs, so ``cfg.REGNET.*`` is set from our
-``RegNetConfig`` (itself loaded from the published zoo data).
+pycls's wheel ships no YAML configs, so ``cfg.REGNET.*`` (``cfg.ANYNET.*``) is
+set from our ``RegNetConfig`` (``AnyNetConfig``).
 
 Tests import this module with ``conftest.require("pycls_reference")``: if
 torch or pycls is missing, the import error names it and the test fails.
@@ -9,9 +9,11 @@ torch or pycls is missing, the import error names it and the test fails.
 
 import numpy as np
 import pycls.core.config as pycls_config
+import pycls.models.anynet as pycls_anynet
 import pycls.models.regnet as pycls_regnet
 import torch
 
+from keras_regnet.architecture.config import AnyNetConfig
 from keras_regnet.architecture.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -36,11 +38,32 @@ def set_pycls_cfg(config, num_classes=1000):
     return cfg
 
 
+def set_pycls_anynet_cfg(config: AnyNetConfig, num_classes=1000):
+    """pycls's global cfg set to an AnyNet: residual bottleneck blocks, simple_stem_in or res_stem_cifar."""
+    cfg = pycls_config.cfg
+    cfg.MODEL.TYPE = "anynet"
+    cfg.MODEL.NUM_CLASSES = num_classes
+    cfg.ANYNET.STEM_TYPE = "simple_stem_in" if config.stem_stride == 2 else "res_stem_cifar"
+    cfg.ANYNET.STEM_W = config.stem_width
+    cfg.ANYNET.BLOCK_TYPE = "res_bottleneck_block"
+    cfg.ANYNET.DEPTHS, cfg.ANYNET.WIDTHS = list(config.depths), list(config.widths)
+    cfg.ANYNET.STRIDES, cfg.ANYNET.BOT_MULS = list(config.strides), list(config.bottleneck_ratios)
+    cfg.ANYNET.GROUP_WS = list(config.group_widths)
+    cfg.ANYNET.SE_ON, cfg.ANYNET.SE_R = config.has_se, config.se_ratio or 0.25
+    cfg.BN.EPS = 1e-5
+    cfg.BN.MOM = 0.1
+    return cfg
+
+
 def pycls_model(config, num_classes=1000, seed=0):
-    """A pycls RegNet in eval mode whose every parameter and BN statistic is random."""
-    set_pycls_cfg(config, num_classes)
+    """A pycls RegNet (or AnyNet, for an AnyNetConfig) in eval mode whose every parameter and BN statistic is random."""
     torch.manual_seed(seed)
-    model = pycls_regnet.RegNet()
+    if isinstance(config, AnyNetConfig):
+        set_pycls_anynet_cfg(config, num_classes)
+        model = pycls_anynet.AnyNet()
+    else:
+        set_pycls_cfg(config, num_classes)
+        model = pycls_regnet.RegNet()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -59,8 +82,12 @@ def pycls_model(config, num_classes=1000, seed=0):
 
 
 def pycls_complexity(config, resolution=224, num_classes=1000):
-    set_pycls_cfg(config, num_classes)
+    """pycls's own count: RegNet.complexity (AnyNet.complexity for an AnyNetConfig), under a cfg set for it."""
     cx = {"h": resolution, "w": resolution, "flops": 0, "params": 0, "acts": 0}
+    if isinstance(config, AnyNetConfig):
+        set_pycls_anynet_cfg(config, num_classes)
+        return pycls_anynet.AnyNet.complexity(cx)
+    set_pycls_cfg(config, num_classes)
     return pycls_regnet.RegNet.complexity(cx)
 
 

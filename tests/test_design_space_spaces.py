@@ -376,23 +376,12 @@ def test_anynet_from_regnet_has_the_regnet_complexity_for_the_zoo():
 
 def pycls_anynet_complexity(c: AnyNetConfig, resolution, num_classes):
     """pycls 0.1.1's own count: its global cfg set to the AnyNet, AnyNet.complexity called."""
-    pycls_config = require("pycls.core.config")
-    pycls_anynet = require("pycls.models.anynet")
-    cfg = pycls_config.cfg
-    saved = cfg.clone()
+    pr = require("pycls_reference")
+    saved = pr.pycls_config.cfg.clone()
     try:
-        cfg.MODEL.NUM_CLASSES = num_classes
-        cfg.ANYNET.STEM_TYPE = "simple_stem_in" if c.stem_stride == 2 else "res_stem_cifar"
-        cfg.ANYNET.STEM_W = c.stem_width
-        cfg.ANYNET.BLOCK_TYPE = "res_bottleneck_block"
-        cfg.ANYNET.DEPTHS, cfg.ANYNET.WIDTHS = list(c.depths), list(c.widths)
-        cfg.ANYNET.STRIDES, cfg.ANYNET.BOT_MULS = list(c.strides), list(c.bottleneck_ratios)
-        cfg.ANYNET.GROUP_WS = list(c.group_widths)
-        cfg.ANYNET.SE_ON, cfg.ANYNET.SE_R = c.has_se, c.se_ratio or 0.25
-        cx = {"h": resolution, "w": resolution, "flops": 0, "params": 0, "acts": 0}
-        cx = pycls_anynet.AnyNet.complexity(cx)
+        cx = pr.pycls_complexity(c, resolution, num_classes)
     finally:
-        cfg.merge_from_other_cfg(saved)
+        pr.pycls_config.cfg.merge_from_other_cfg(saved)
     return {k: cx[k] for k in ("flops", "params", "acts")}
 
 

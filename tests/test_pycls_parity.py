@@ -1,6 +1,7 @@
 """Parity with the official implementation, pycls 0.1.1, run side by side.
 
-Generator, complexity and logits are compared with pycls itself: every pycls
+Generator, complexity and logits of RegNets and AnyNets are compared with
+pycls itself (``pycls.models.regnet.RegNet``, ``pycls.models.anynet.AnyNet``): every pycls
 parameter and BatchNorm statistic is randomised, mapped onto the Keras model
 with ``convert.set_torch_state``, and both see the same RGB batch.
 """
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_regnet
-from keras_regnet import RegNet, RegNetConfig, published_models
+from keras_regnet import AnyNet, AnyNetConfig, RegNet, RegNetConfig, anynet_from_regnet, published_models
+from keras_regnet.design_space import sample
 from keras_regnet.weights.convert import set_torch_state
 
 pr = require("pycls_reference")
@@ -123,3 +125,56 @@ def test_state_for_another_variant_is_refused():
     model = keras_regnet.RegNetX400MF()
     with pytest.raises(ValueError, match=r"pycls parameter 's1\.b1\.\S+' has shape \(1, 1, 32, 24\) but layer 's1_b1_\w+' expects \(1, 1, 32, 32\)"):
         set_torch_state(model, pr.state_numpy(torch_model))
+
+
+# AnyNets pycls builds with pycls.models.anynet.AnyNet: stride-1 stages, SE,
+# fractional and integer bottleneck ratios, res_stem_cifar (stem_stride=1),
+# five stages, a group width equal to the bottleneck width.
+ANYNETS = [
+    AnyNetConfig((2, 3), (48, 96), (0.25, 0.5), (4, 16), strides=(1, 2), se_ratio=0.25, stem_width=16, stem_stride=1),
+    AnyNetConfig((3, 1, 2), (64, 64, 40), (4.0, 2.0, 1.0), (32, 1, 40), strides=(2, 1, 2), se_ratio=0.5),
+    AnyNetConfig((1, 1, 1, 1, 1), (8, 16, 24, 40, 8), (1, 2, 4, 1, 2), (8, 2, 32, 8, 16), stem_width=8),
+]
+
+
+@pytest.mark.parametrize("cfg", ANYNETS, ids=["cifar-stem-se", "stride-1-stage", "five-stages"])
+def test_anynet_logits_equal_pycls(cfg, tmp_path):
+    build = lambda **kw: AnyNet(  # noqa: E731
+        cfg, input_shape=(None, None, 3), classes=10, classifier_activation=None, **kw
+    )
+    _assert_logits_match(cfg, build, 45, tmp_path, seed=1, num_classes=10)
+    assert AnyNet(cfg, classes=10).count_params() == pr.pycls_complexity(cfg, num_classes=10)["params"] + sum(
+        2 * w for w in _batch_norm_widths(cfg)
+    )
+
+
+def _batch_norm_widths(cfg):
+    """Channels of every BatchNorm: Keras counts moving mean and variance as (non-trainable) params, pycls not."""
+    widths, w_in = [cfg.stem_width], cfg.stem_width
+    for stage, stride in zip(cfg.stages, cfg.strides):
+        for j in range(stage.depth):
+            projection = j == 0 and (w_in != stage.width or stride != 1)
+            widths += [stage.width] * projection + [stage.bottleneck_width] * 2 + [stage.width]
+            w_in = stage.width
+    return widths
+
+
+@pytest.mark.parametrize("space", ["AnyNetX_A", "AnyNetX_E"])
+def test_sampled_anynets_load_pycls_anynet_checkpoints(space, tmp_path):
+    """Networks the design-space samplers draw, built by pycls's AnyNet and by ours, same logits."""
+    for i, cfg in enumerate(sample(space, n=2, seed=7, flops_range=(2e6, 8e6), resolution=32, stem_stride=1)):
+        build = lambda **kw: AnyNet(cfg, input_shape=(32, 32, 3), classes=10, classifier_activation=None, **kw)  # noqa: E731
+        _assert_logits_match(cfg, build, 32, tmp_path, seed=i, num_classes=10)
+
+
+def test_a_regnet_is_the_anynet_of_its_stages():
+    cfg = published_models()["RegNetY-400MF"].config
+    regnet, anynet = RegNet(cfg, name="r"), AnyNet(anynet_from_regnet(cfg), name="r")
+    assert [(w.path, w.shape) for w in regnet.weights] == [(w.path, w.shape) for w in anynet.weights]
+
+
+def test_anynet_refuses_other_configs_and_imagenet_weights():
+    with pytest.raises(ValueError, match="config must be a keras_regnet.AnyNetConfig"):
+        AnyNet(published_models()["RegNetX-200MF"].config)
+    with pytest.raises(ValueError, match="exists only for the 24 published models"):
+        AnyNet(anynet_from_regnet(published_models()["RegNetX-200MF"].config), weights="imagenet")

@@ -189,6 +189,148 @@ def _stages(cfg: RegNetConfig) -> Tuple[StageSpec, ...]:
     )
 
 
+# --------------------------------------------------------------------------
+# AnyNet: any per-stage layout of the same blocks.  A RegNet is an AnyNet
+# whose stages the generator computes (anynet_from_regnet).
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyNetConfig:
+    """An AnyNet: per-stage depth, width, bottleneck ratio, group width and stride.
+
+    Args:
+        depths: blocks per stage (positive integers).
+        widths: output channels per stage (positive integers).
+        bottleneck_ratios: bottleneck multiplier ``b`` per stage (> 0); the
+            block's inner width is ``round(width * b)``.
+        group_widths: channels per group of each stage's 3x3 convolution.
+        strides: stride of each stage's first block, 1 or 2; ``None`` means 2
+            for every stage.
+        se_ratio: squeeze-and-excitation ratio relative to each block's input
+            width; ``None`` (or 0) disables SE.
+        stem_width: output channels of the stem convolution.
+        stem_stride: 2 for pycls's ``simple_stem_in``, 1 for ``res_stem_cifar``.
+
+    The four per-stage sequences must have the same length and be compatible
+    as pycls requires: each group width at most the bottleneck width, which
+    is a multiple of it (a fixed point of
+    :func:`~keras_regnet.architecture.config.adjust_block_compatibility`).
+    :meth:`compatible` applies that adjustment for you.
+
+    Example:
+        >>> AnyNetConfig(depths=(1, 2, 4, 1), widths=(32, 64, 160, 384),
+        ...              bottleneck_ratios=(1, 1, 1, 1), group_widths=(16, 16, 16, 16)).strides
+        (2, 2, 2, 2)
+    """
+
+    depths: Tuple[int, ...]
+    widths: Tuple[int, ...]
+    bottleneck_ratios: Tuple[float, ...]
+    group_widths: Tuple[int, ...]
+    strides: Optional[Tuple[int, ...]] = None
+    se_ratio: Optional[float] = None
+    stem_width: int = 32
+    stem_stride: int = 2
+
+    def __post_init__(self):
+        num_stages = _stage_count(self.depths)
+        strides = (2,) * num_stages if self.strides is None else self.strides
+        for name, value in [("depths", self.depths), ("widths", self.widths), ("group_widths", self.group_widths),
+                            ("strides", strides)]:
+            object.__setattr__(self, name, _int_tuple(name, value, num_stages))
+        object.__setattr__(self, "bottleneck_ratios", _ratio_tuple(self.bottleneck_ratios, num_stages))
+        bad_strides = [s for s in self.strides if s not in (1, 2)]
+        if bad_strides:
+            raise ValueError(f"strides must be 1 or 2 for every stage; got strides={self.strides}.")
+        object.__setattr__(self, "se_ratio", _se_ratio(self.se_ratio))
+        check_int("stem_width", self.stem_width)
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2; got stem_stride={self.stem_stride!r}.")
+        _check_compatible(self)
+
+    @classmethod
+    def compatible(cls, depths, widths, bottleneck_ratios, group_widths, **kwargs) -> "AnyNetConfig":
+        """The config with widths and group widths adjusted as pycls adjusts them."""
+        widths, group_widths = adjust_block_compatibility(list(widths), list(bottleneck_ratios), list(group_widths))
+        return cls(tuple(depths), tuple(widths), tuple(bottleneck_ratios), tuple(group_widths), **kwargs)
+
+    @property
+    def has_se(self) -> bool:
+        return self.se_ratio is not None
+
+    @property
+    def stages(self) -> Tuple[StageSpec, ...]:
+        """One :class:`~keras_regnet.architecture.config.StageSpec` per stage (strides aside)."""
+        return tuple(
+            StageSpec(d, w, g, b)
+            for d, w, g, b in zip(self.depths, self.widths, self.group_widths, self.bottleneck_ratios)
+        )
+
+
+def _stage_count(depths) -> int:
+    if not isinstance(depths, (tuple, list, np.ndarray)) or len(depths) == 0:
+        raise ValueError(
+            f"depths must be a non-empty sequence of positive integers, one per stage; got depths={depths!r}."
+        )
+    return len(depths)
+
+
+def _int_tuple(name, values, num_stages) -> Tuple[int, ...]:
+    if not isinstance(values, (tuple, list, np.ndarray)) or len(values) != num_stages:
+        raise ValueError(f"{name} must be a sequence of {num_stages} positive integers, one per stage "
+                         f"(as many as depths); got {name}={values!r}.")
+    return tuple(int(check_int(f"{name}[{i}]", v)) for i, v in enumerate(values))
+
+
+def _ratio_tuple(values, num_stages) -> Tuple[float, ...]:
+    if not isinstance(values, (tuple, list, np.ndarray)) or len(values) != num_stages:
+        raise ValueError(f"bottleneck_ratios must be a sequence of {num_stages} numbers > 0, one per stage; "
+                         f"got bottleneck_ratios={values!r}.")
+    for i, b in enumerate(values):
+        if isinstance(b, bool) or not isinstance(b, (int, float, np.number)) or not 0 < b < math.inf:
+            raise ValueError(f"bottleneck_ratios[{i}] must be a finite number > 0; got {b!r}.")
+    return tuple(float(b) for b in values)
+
+
+def _se_ratio(se_ratio) -> Optional[float]:
+    if se_ratio is None:
+        return None
+    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float, np.number)) or not 0 <= se_ratio <= 1:
+        raise ValueError(f"se_ratio must be None or a number in [0, 1]; got se_ratio={se_ratio!r}.")
+    return float(se_ratio) or None
+
+
+def _check_compatible(cfg: AnyNetConfig):
+    widths, group_widths = adjust_block_compatibility(
+        list(cfg.widths), list(cfg.bottleneck_ratios), list(cfg.group_widths)
+    )
+    indivisible = any(s.bottleneck_width % s.group_width for s in cfg.stages)
+    if tuple(widths) != cfg.widths or tuple(group_widths) != cfg.group_widths or indivisible:
+        raise ValueError(
+            f"widths={cfg.widths} and group_widths={cfg.group_widths} are not compatible with "
+            f"bottleneck_ratios={cfg.bottleneck_ratios}: every group width must be at most its stage's "
+            f"bottleneck width round(width * b), and divide it. pycls's adjustment gives "
+            f"widths={tuple(widths)}, group_widths={tuple(group_widths)} (AnyNetConfig.compatible applies it)."
+        )
+
+
+def anynet_from_regnet(config: RegNetConfig) -> AnyNetConfig:
+    """The AnyNet a RegNet is: its generated stages, every stage with stride 2."""
+    if not isinstance(config, RegNetConfig):
+        raise ValueError(f"config must be a RegNetConfig; got {type(config).__name__}.")
+    stages = config.stages
+    return AnyNetConfig(
+        depths=tuple(s.depth for s in stages),
+        widths=tuple(s.width for s in stages),
+        bottleneck_ratios=tuple(s.bottleneck_ratio for s in stages),
+        group_widths=tuple(s.group_width for s in stages),
+        se_ratio=config.se_ratio,
+        stem_width=config.stem_width,
+        stem_stride=config.stem_stride,
+    )
+
+
 def check_int(name, value, minimum=1, maximum=None):
     """Raise a ValueError naming ``name`` unless ``value`` is an integer (not a bool) in [minimum, maximum].
 

@@ -220,11 +220,11 @@ def bottleneck_block(x, stage: StageSpec, stride: int, se_ratio, *, name, paddin
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def stage_blocks(x, stage: StageSpec, se_ratio, *, index: int, padding_style="symmetric"):
-    """All blocks of stage ``index`` (1-based); the first one has stride 2."""
+def stage_blocks(x, stage: StageSpec, se_ratio, *, index: int, stride: int = 2, padding_style="symmetric"):
+    """All blocks of stage ``index`` (1-based); the first one has ``stride`` (2 in every RegNet)."""
     for j in range(stage.depth):
         x = bottleneck_block(
-            x, stage, 2 if j == 0 else 1, se_ratio, name=f"s{index}_b{j + 1}", padding_style=padding_style
+            x, stage, stride if j == 0 else 1, se_ratio, name=f"s{index}_b{j + 1}", padding_style=padding_style
         )
     # A named identity gives every stage a stable output name ("s1".."s4")
     # whatever its depth, for feature extraction.

@@ -18,7 +18,7 @@ from keras import layers
 
 from keras_regnet.architecture import layers as regnet_layers
 from keras_regnet.weights import resolve as weights_lib
-from keras_regnet.architecture.config import RegNetConfig, check_int
+from keras_regnet.architecture.config import AnyNetConfig, RegNetConfig, anynet_from_regnet, check_int
 from keras_regnet.architecture.model_info import IMAGENET_DATASET, RANDOM_WEIGHTS, ModelInfo, RegNetModel, model_info
 from keras_regnet.architecture.preprocessing import preprocessing_layer
 from keras_regnet.architecture.zoo import function_name, lookup, published_models
@@ -58,7 +58,8 @@ def RegNet(
     """Instantiates a RegNet from any configuration of the design space.
 
     Args:
-        config: a :class:`keras_regnet.RegNetConfig`.
+        config: a :class:`keras_regnet.RegNetConfig` (or an
+            :class:`keras_regnet.AnyNetConfig`, as :func:`AnyNet` does).
         include_top: whether to include the global-average-pool + dense
             classifier.
         weights: ``None`` (random initialisation, as pycls);
@@ -108,6 +109,53 @@ def RegNet(
     return model
 
 
+def AnyNet(
+    config: AnyNetConfig,
+    include_top: bool = True,
+    weights: Optional[str] = None,
+    input_tensor=None,
+    input_shape: Optional[Sequence[Optional[int]]] = None,
+    pooling: Optional[str] = None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    include_preprocessing: bool = True,
+    name: str = "anynet",
+) -> keras.Model:
+    """Instantiates an AnyNet: any per-stage depth, width, bottleneck ratio, group width, stride and SE.
+
+    The networks of the paper's AnyNetX design spaces (pycls's
+    ``pycls.models.anynet.AnyNet`` with the residual bottleneck block), built
+    from the same layers as the RegNets, with the same layer names: a pycls
+    AnyNet checkpoint (``.pyth``) loads with ``weights=path``, and
+    ``AnyNet(anynet_from_regnet(cfg))`` is ``RegNet(cfg)`` layer for layer.
+
+    Args:
+        config: a :class:`keras_regnet.AnyNetConfig`.
+        weights: ``None`` (random initialisation, as pycls) or the path to a
+            Keras ``.weights.h5`` file or a pycls ``.pyth`` checkpoint of the
+            same architecture.  (``"imagenet"`` exists only for the published
+            RegNets.)
+
+    The other arguments are :func:`RegNet`'s.
+
+    Returns:
+        A ``keras.Model``; stage outputs are the layers ``"stem"``, ``"s1"``, ...
+
+    Example:
+        >>> cfg = AnyNetConfig(depths=(1, 1, 2, 1), widths=(24, 56, 152, 368),
+        ...                    bottleneck_ratios=(1, 1, 1, 1), group_widths=(8, 8, 8, 8))
+        >>> AnyNet(cfg, input_shape=(64, 64, 3), classes=10).output.shape
+        (None, 10)
+    """
+    if not isinstance(config, AnyNetConfig):
+        raise ValueError(f"config must be a keras_regnet.AnyNetConfig; got config={config!r}.")
+    return RegNet(
+        config, include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
+        pooling=pooling, classes=classes, classifier_activation=classifier_activation,
+        include_preprocessing=include_preprocessing, name=name,
+    )
+
+
 def weights_description(spec) -> str:
     """How :class:`~keras_regnet.architecture.model_info.ModelInfo` names a weights argument."""
     if spec is None:
@@ -131,16 +179,17 @@ def built_model_info(config, spec, image_height, include_top, include_preprocess
     )
 
 
-def backbone(x, config: RegNetConfig, padding_style: str = "symmetric"):
-    """The stem and the four stages of ``config`` applied to the tensor ``x``.
+def backbone(x, config: Union[RegNetConfig, AnyNetConfig], padding_style: str = "symmetric"):
+    """The stem and the stages of ``config`` (a RegNet is the AnyNet of its generated stages) applied to ``x``.
 
     The architecture alone: no weights, no preprocessing, no head.  The stem
-    output is the layer ``"stem"``, each stage's output ``"s1"`` ... ``"s4"``.
+    output is the layer ``"stem"``, each stage's output ``"s1"``, ``"s2"``, ...
     """
-    x = regnet_layers.stem(x, config.stem_width, stride=config.stem_stride, padding_style=padding_style)
+    net = anynet_from_regnet(config) if isinstance(config, RegNetConfig) else config
+    x = regnet_layers.stem(x, net.stem_width, stride=net.stem_stride, padding_style=padding_style)
     x = layers.Identity(name="stem")(x)
-    for i, stage in enumerate(config.stages, start=1):
-        x = regnet_layers.stage_blocks(x, stage, config.se_ratio, index=i, padding_style=padding_style)
+    for i, (stage, stride) in enumerate(zip(net.stages, net.strides), start=1):
+        x = regnet_layers.stage_blocks(x, stage, net.se_ratio, index=i, stride=stride, padding_style=padding_style)
     return x
 
 
@@ -163,8 +212,8 @@ def _head(x, include_top, pooling, classes, classifier_activation):
 
 
 def _check_arguments(config, include_top, pooling, classes, classifier_activation):
-    if not isinstance(config, RegNetConfig):
-        raise ValueError(f"config must be a keras_regnet.RegNetConfig; got config={config!r}.")
+    if not isinstance(config, (RegNetConfig, AnyNetConfig)):
+        raise ValueError(f"config must be a keras_regnet.RegNetConfig or AnyNetConfig; got config={config!r}.")
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be True or False; got include_top={include_top!r}.")
     if pooling not in POOLING_CHOICES:

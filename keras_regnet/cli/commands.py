@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from keras_regnet.cli.space import run_space  # noqa: F401  (keras-regnet space ...)
+
 # The commands that build or load models (``zoo`` only with ``--build``).
 USES_KERAS = ("summary", "convert", "train", "evaluate", "export")
 

@@ -11,6 +11,8 @@ Subcommands:
   train       train with pycls's recipe (default: a small real CIFAR-10 subset, offline)
   evaluate    top-1/top-5 error on ImageNet (tfds) or an image folder vs the published numbers
   export      SavedModel for TF Serving, TFLite or ONNX
+  space       design spaces: sample networks, sweep (train populations on
+              Dask), analyze (EDFs, KS, good ranges), fit (w0, wa, wm), scale
 
 Exit status: 0 success, 1 failure, 2 refused input (as argparse), 3 training
 diverged, 130 interrupted.  Errors end in one line, ``keras-regnet: error:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from keras_regnet.cli.space import add_space
+
 DESCRIPTION = "Inspect, train, evaluate and export the RegNet models (pycls's, for Keras 3)."
 FLAGS = (
     ("--debug", "show the Python traceback of an error"),
@@ -22,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, text in FLAGS:
         parser.add_argument(flag, action="store_true", help=text)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_zoo, add_complexity, add_summary, add_plot, add_convert, add_train, add_evaluate, add_export):
+    for add in (add_zoo, add_complexity, add_summary, add_plot, add_convert, add_train, add_evaluate, add_export, add_space):
         add(sub)
     for subparser in sub.choices.values():  # the flags also after the subcommand
         for flag, text in FLAGS:

@@ -26,7 +26,7 @@ import numpy as np
 from keras_regnet.architecture.config import check_int
 
 
-def _values(name, values) -> np.ndarray:
+def finite_values(name, values) -> np.ndarray:
     """A non-empty 1-D array of finite floats, or a ValueError naming ``name``."""
     try:
         array = np.asarray(values, dtype=float)
@@ -40,7 +40,7 @@ def _values(name, values) -> np.ndarray:
     return array
 
 
-def _same_length(name_a, a, name_b, b):
+def check_same_length(name_a, a, name_b, b):
     if a.size != b.size:
         raise ValueError(f"{name_a} and {name_b} must have one value per model; got {a.size} and {b.size}.")
 
@@ -55,8 +55,8 @@ def edf(errors, grid=None) -> Tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(grid, F)`` with ``F[i]`` the fraction of errors ``<= grid[i]``.
     """
-    errors = _values("errors", errors)
-    grid = np.unique(errors) if grid is None else _values("grid", grid)
+    errors = finite_values("errors", errors)
+    grid = np.unique(errors) if grid is None else finite_values("grid", grid)
     return grid, np.searchsorted(np.sort(errors), grid, side="right") / errors.size
 
 
@@ -80,15 +80,15 @@ def normalized_edf(errors, complexity, bins: Union[int, Sequence[float]], grid=N
         ``(grid, F)`` with ``F[i]`` the total weight of models with error
         ``<= grid[i]``.
     """
-    errors, complexity = _values("errors", errors), _values("complexity", complexity)
-    _same_length("errors", errors, "complexity", complexity)
+    errors, complexity = finite_values("errors", errors), finite_values("complexity", complexity)
+    check_same_length("errors", errors, "complexity", complexity)
     edges = _bin_edges(bins, complexity)
     if complexity.min() < edges[0] or complexity.max() > edges[-1]:
         raise ValueError(f"complexity values lie outside the bin edges [{edges[0]}, {edges[-1]}].")
     index = np.minimum(np.searchsorted(edges, complexity, side="right") - 1, len(edges) - 2)
     counts = np.bincount(index, minlength=len(edges) - 1)
     weights = 1.0 / (counts[index] * np.count_nonzero(counts))
-    grid = np.unique(errors) if grid is None else _values("grid", grid)
+    grid = np.unique(errors) if grid is None else finite_values("grid", grid)
     order = np.argsort(errors, kind="stable")
     cumulative = np.r_[0.0, np.cumsum(weights[order])]
     return grid, cumulative[np.searchsorted(errors[order], grid, side="right")]
@@ -98,7 +98,7 @@ def _bin_edges(bins, complexity) -> np.ndarray:
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
         check_int("bins", bins)
         return np.histogram_bin_edges(complexity, bins)
-    edges = _values("bins", bins)
+    edges = finite_values("bins", bins)
     if edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"bins must be a positive integer or at least 2 increasing edges; got bins={bins!r}.")
     return edges
@@ -110,8 +110,8 @@ def ks_statistic(errors_a, errors_b) -> float:
     0 for identical populations, 1 when every error of one is below every
     error of the other.  Equal to ``scipy.stats.ks_2samp(a, b).statistic``.
     """
-    a = np.sort(_values("errors_a", errors_a))
-    b = np.sort(_values("errors_b", errors_b))
+    a = np.sort(finite_values("errors_a", errors_a))
+    b = np.sort(finite_values("errors_b", errors_b))
     pooled = np.concatenate([a, b])
     gap = np.searchsorted(a, pooled, side="right") / a.size - np.searchsorted(b, pooled, side="right") / b.size
     return float(np.max(np.abs(gap)))
@@ -135,8 +135,8 @@ def good_range(values, errors, fraction: float = 0.25, draws: int = 2500, seed: 
     Returns:
         ``(low, median, high)``.
     """
-    values, errors = _values("values", values), _values("errors", errors)
-    _same_length("values", values, "errors", errors)
+    values, errors = finite_values("values", values), finite_values("errors", errors)
+    check_same_length("values", values, "errors", errors)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be a number in (0, 1]; got fraction={fraction!r}.")
     check_int("draws", draws)
@@ -163,7 +163,7 @@ def expected_best_of_k(errors, ks) -> Union[float, np.ndarray]:
     Returns:
         A float for an integer ``k``; an array, one value per ``k``, otherwise.
     """
-    errors = np.sort(_values("errors", errors))
+    errors = np.sort(finite_values("errors", errors))
     n = errors.size
     scalar = np.ndim(ks) == 0
     ks_list = [ks] if scalar else list(ks)

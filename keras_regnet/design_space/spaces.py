@@ -39,11 +39,19 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from keras_regnet.architecture.complexity import (
+    NetworkSetting,
+    block_cost,
+    complexity,
+    head_cost,
+    layout_complexity,
+    stem_cost,
+)
 from keras_regnet.architecture.config import (
     WIDTH_QUANTUM,
+    AnyNetConfig,
     RegNetConfig,
-    StageSpec,
-    adjust_block_compatibility,
+    anynet_from_regnet,  # noqa: F401  (public here too)
     check_int,
 )
 
@@ -68,235 +76,29 @@ FIRST_TRIES = 1_000_000
 Band = Optional[Tuple[float, float]]
 
 
-@dataclasses.dataclass(frozen=True)
-class AnyNetConfig:
-    """An AnyNet: per-stage depth, width, bottleneck ratio, group width and stride.
-
-    Args:
-        depths: blocks per stage (positive integers).
-        widths: output channels per stage (positive integers).
-        bottleneck_ratios: bottleneck multiplier ``b`` per stage (> 0); the
-            block's inner width is ``round(width * b)``.
-        group_widths: channels per group of each stage's 3x3 convolution.
-        strides: stride of each stage's first block, 1 or 2; ``None`` means 2
-            for every stage.
-        se_ratio: squeeze-and-excitation ratio relative to each block's input
-            width; ``None`` (or 0) disables SE.
-        stem_width: output channels of the stem convolution.
-        stem_stride: 2 for pycls's ``simple_stem_in``, 1 for ``res_stem_cifar``.
-
-    The four per-stage sequences must have the same length and be compatible
-    as pycls requires: each group width at most the bottleneck width, which
-    is a multiple of it (a fixed point of
-    :func:`~keras_regnet.architecture.config.adjust_block_compatibility`).
-    :meth:`compatible` applies that adjustment for you.
-
-    Example:
-        >>> AnyNetConfig(depths=(1, 2, 4, 1), widths=(32, 64, 160, 384),
-        ...              bottleneck_ratios=(1, 1, 1, 1), group_widths=(16, 16, 16, 16)).strides
-        (2, 2, 2, 2)
-    """
-
-    depths: Tuple[int, ...]
-    widths: Tuple[int, ...]
-    bottleneck_ratios: Tuple[float, ...]
-    group_widths: Tuple[int, ...]
-    strides: Optional[Tuple[int, ...]] = None
-    se_ratio: Optional[float] = None
-    stem_width: int = 32
-    stem_stride: int = 2
-
-    def __post_init__(self):
-        num_stages = _stage_count(self.depths)
-        strides = (2,) * num_stages if self.strides is None else self.strides
-        for name, value in [("depths", self.depths), ("widths", self.widths), ("group_widths", self.group_widths),
-                            ("strides", strides)]:
-            object.__setattr__(self, name, _int_tuple(name, value, num_stages))
-        object.__setattr__(self, "bottleneck_ratios", _ratio_tuple(self.bottleneck_ratios, num_stages))
-        bad_strides = [s for s in self.strides if s not in (1, 2)]
-        if bad_strides:
-            raise ValueError(f"strides must be 1 or 2 for every stage; got strides={self.strides}.")
-        object.__setattr__(self, "se_ratio", _se_ratio(self.se_ratio))
-        check_int("stem_width", self.stem_width)
-        if self.stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2; got stem_stride={self.stem_stride!r}.")
-        _check_compatible(self)
-
-    @classmethod
-    def compatible(cls, depths, widths, bottleneck_ratios, group_widths, **kwargs) -> "AnyNetConfig":
-        """The config with widths and group widths adjusted as pycls adjusts them."""
-        widths, group_widths = adjust_block_compatibility(list(widths), list(bottleneck_ratios), list(group_widths))
-        return cls(tuple(depths), tuple(widths), tuple(bottleneck_ratios), tuple(group_widths), **kwargs)
-
-    @property
-    def has_se(self) -> bool:
-        return self.se_ratio is not None
-
-    @property
-    def stages(self) -> Tuple[StageSpec, ...]:
-        """One :class:`~keras_regnet.architecture.config.StageSpec` per stage (strides aside)."""
-        return tuple(
-            StageSpec(d, w, g, b)
-            for d, w, g, b in zip(self.depths, self.widths, self.group_widths, self.bottleneck_ratios)
-        )
-
-
-def _stage_count(depths) -> int:
-    if not isinstance(depths, (tuple, list, np.ndarray)) or len(depths) == 0:
-        raise ValueError(
-            f"depths must be a non-empty sequence of positive integers, one per stage; got depths={depths!r}."
-        )
-    return len(depths)
-
-
-def _int_tuple(name, values, num_stages) -> Tuple[int, ...]:
-    if not isinstance(values, (tuple, list, np.ndarray)) or len(values) != num_stages:
-        raise ValueError(f"{name} must be a sequence of {num_stages} positive integers, one per stage "
-                         f"(as many as depths); got {name}={values!r}.")
-    return tuple(int(check_int(f"{name}[{i}]", v)) for i, v in enumerate(values))
-
-
-def _ratio_tuple(values, num_stages) -> Tuple[float, ...]:
-    if not isinstance(values, (tuple, list, np.ndarray)) or len(values) != num_stages:
-        raise ValueError(f"bottleneck_ratios must be a sequence of {num_stages} numbers > 0, one per stage; "
-                         f"got bottleneck_ratios={values!r}.")
-    for i, b in enumerate(values):
-        if isinstance(b, bool) or not isinstance(b, (int, float, np.number)) or not 0 < b < math.inf:
-            raise ValueError(f"bottleneck_ratios[{i}] must be a finite number > 0; got {b!r}.")
-    return tuple(float(b) for b in values)
-
-
-def _se_ratio(se_ratio) -> Optional[float]:
-    if se_ratio is None:
-        return None
-    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float, np.number)) or not 0 <= se_ratio <= 1:
-        raise ValueError(f"se_ratio must be None or a number in [0, 1]; got se_ratio={se_ratio!r}.")
-    return float(se_ratio) or None
-
-
-def _check_compatible(cfg: AnyNetConfig):
-    widths, group_widths = adjust_block_compatibility(
-        list(cfg.widths), list(cfg.bottleneck_ratios), list(cfg.group_widths)
-    )
-    indivisible = any(s.bottleneck_width % s.group_width for s in cfg.stages)
-    if tuple(widths) != cfg.widths or tuple(group_widths) != cfg.group_widths or indivisible:
-        raise ValueError(
-            f"widths={cfg.widths} and group_widths={cfg.group_widths} are not compatible with "
-            f"bottleneck_ratios={cfg.bottleneck_ratios}: every group width must be at most its stage's "
-            f"bottleneck width round(width * b), and divide it. pycls's adjustment gives "
-            f"widths={tuple(widths)}, group_widths={tuple(group_widths)} (AnyNetConfig.compatible applies it)."
-        )
-
-
-def anynet_from_regnet(config: RegNetConfig) -> AnyNetConfig:
-    """The AnyNet a RegNet is: its generated stages, every stage with stride 2."""
-    if not isinstance(config, RegNetConfig):
-        raise ValueError(f"config must be a RegNetConfig; got {type(config).__name__}.")
-    stages = config.stages
-    return AnyNetConfig(
-        depths=tuple(s.depth for s in stages),
-        widths=tuple(s.width for s in stages),
-        bottleneck_ratios=tuple(s.bottleneck_ratio for s in stages),
-        group_widths=tuple(s.group_width for s in stages),
-        se_ratio=config.se_ratio,
-        stem_width=config.stem_width,
-        stem_stride=config.stem_stride,
-    )
-
-
-# --------------------------------------------------------------------------
-# Complexity, counted term by term as pycls 0.1.1's AnyNet.complexity counts.
-# --------------------------------------------------------------------------
 
 
 def anynet_complexity(cfg: AnyNetConfig, resolution: int = 224, num_classes: int = 1000) -> Dict[str, int]:
-    """Flops (multiply-adds), parameters and activations of an AnyNet.
+    """Flops (multiply-adds), parameters and activations of an AnyNet, as pycls 0.1.1's ``AnyNet.complexity``.
 
-    Equal to pycls 0.1.1's ``AnyNet.complexity`` with the residual bottleneck
-    block, ``simple_stem_in`` (``stem_stride=2``) or ``res_stem_cifar``
-    (``stem_stride=1``), and to :func:`keras_regnet.architecture.complexity.complexity`
-    for a RegNet's :func:`anynet_from_regnet`.
+    :func:`keras_regnet.architecture.complexity.complexity` restricted to
+    :class:`AnyNetConfig` (with pycls's residual bottleneck block and
+    ``simple_stem_in`` for ``stem_stride=2`` or ``res_stem_cifar`` for 1).
 
     Returns:
         ``{"flops": int, "params": int, "acts": int}``.
     """
     if not isinstance(cfg, AnyNetConfig):
         raise ValueError(f"cfg must be an AnyNetConfig; got {type(cfg).__name__}.")
-    check_int("resolution", resolution)
-    check_int("num_classes", num_classes)
-    layout = {
-        "depths": np.array([cfg.depths]),
-        "widths": np.array([cfg.widths]),
-        "bottleneck_ratios": np.array([cfg.bottleneck_ratios]),
-        "group_widths": np.array([cfg.group_widths]),
-        "strides": np.array([cfg.strides]),
-    }
-    setup = _Setup("", None, resolution, num_classes, cfg.stem_stride, cfg.stem_width, cfg.se_ratio)
-    flops, params, acts = _layout_complexity(layout, setup)
-    return {"flops": int(flops[0]), "params": int(params[0]), "acts": int(acts[0])}
+    return complexity(cfg, resolution, num_classes)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Setup:
-    """What a sampling run holds fixed."""
+class _Setup(NetworkSetting):
+    """What a sampling run holds fixed: the space, the RegNet sampler's ranges, and the counting setting."""
 
-    space: str
-    ranges: Optional["RegNetRanges"]
-    resolution: int
-    num_classes: int
-    stem_stride: int
-    stem_width: int = 32
-    se_ratio: Optional[float] = None
-
-
-def _layout_complexity(layout, setup: _Setup):
-    """Flops, params and acts of N networks given as (N, stages) arrays."""
-    widths = layout["widths"].astype(np.int64)
-    bottlenecks = np.round(widths * layout["bottleneck_ratios"]).astype(np.int64)
-    groups = bottlenecks // layout["group_widths"]
-    h = np.full(len(widths), (setup.resolution - 1) // setup.stem_stride + 1, np.int64)
-    totals = np.zeros((3, len(widths)), np.int64) + _stem_cost(setup)[:, None]
-    w_in = np.full_like(h, setup.stem_width)
-    for k in range(widths.shape[1]):
-        stride = layout["strides"][:, k]
-        h_out = (h - 1) // stride + 1
-        w_out, w_b, g = widths[:, k], bottlenecks[:, k], groups[:, k]
-        projection = (w_in != w_out) | (stride != 1)
-        first = _block_cost(w_in, w_out, w_b, g, h * h, h_out * h_out, projection, setup.se_ratio)
-        rest = _block_cost(w_out, w_out, w_b, g, h_out * h_out, h_out * h_out, False, setup.se_ratio)
-        totals += first + (layout["depths"][:, k] - 1) * rest
-        w_in, h = w_out, h_out
-    return totals + _head_cost(w_in, setup.num_classes)
-
-
-def _stem_cost(setup: _Setup) -> np.ndarray:
-    """3x3 convolution from RGB (no bias) and its BatchNorm."""
-    h = (setup.resolution - 1) // setup.stem_stride + 1
-    stem = setup.stem_width
-    return np.array([27 * stem * h * h, 29 * stem, stem * h * h], np.int64)
-
-
-def _head_cost(w_in, num_classes) -> np.ndarray:
-    """Dense classifier on the pooled features (with bias)."""
-    dense = w_in * num_classes + num_classes
-    return np.array([dense, dense, np.full_like(dense, num_classes)])
-
-
-def _block_cost(w_in, w_out, w_b, groups, hw_in, hw_out, projection, se_ratio):
-    """Residual bottleneck block: 1x1 (stride 1), grouped 3x3 (stride), [SE], 1x1, [projection]."""
-    flops = w_in * w_b * hw_in + 9 * w_b * w_b * hw_out // groups + w_b * w_out * hw_out
-    params = w_in * w_b + 9 * w_b * w_b // groups + w_b * w_out + 2 * (2 * w_b + w_out)
-    acts = w_b * hw_in + w_b * hw_out + w_out * hw_out
-    if se_ratio:
-        # Two biased 1x1 convs on the pooled map; pycls sizes SE from the block's input width.
-        w_se = np.round(w_in * se_ratio).astype(np.int64)
-        se = 2 * w_b * w_se + w_se + w_b
-        flops, params, acts = flops + se, params + se, acts + w_se + w_b
-    proj = np.where(projection, 1, 0)
-    flops = flops + proj * w_in * w_out * hw_out
-    params = params + proj * (w_in * w_out + 2 * w_out)
-    acts = acts + proj * w_out * hw_out
-    return np.array([flops, params, acts])
+    space: str = ""
+    ranges: Optional["RegNetRanges"] = None
 
 
 def compatible_arrays(widths, bottleneck_ratios, group_widths):
@@ -526,14 +328,14 @@ def _pruned_proposal(setup: _Setup, bands) -> _AnyNetProposal:
     for k in range(NUM_STAGES):
         h_out = (h - 1) // 2 + 1
         w_in = setup.stem_width if k == 0 else ANYNET_WIDTHS[0]
-        first = _block_cost(w_in, widths, bottlenecks, groups, h * h, h_out * h_out, True, setup.se_ratio)
-        rest = _block_cost(widths, widths, bottlenecks, groups, h_out * h_out, h_out * h_out, False, setup.se_ratio)
+        first = block_cost(w_in, widths, bottlenecks, groups, h * h, h_out * h_out, True, setup.se_ratio)
+        rest = block_cost(widths, widths, bottlenecks, groups, h_out * h_out, h_out * h_out, False, setup.se_ratio)
         bounds.append(first + (depths - 1) * rest)
         h = h_out
-    bounds[-1] = bounds[-1] + _head_cost(widths, setup.num_classes)
+    bounds[-1] = bounds[-1] + head_cost(widths, setup.num_classes)
     bounds = np.array(bounds, dtype=float)  # (stage, measure, option)
     smallest = bounds.min(axis=2)
-    others = _stem_cost(setup)[None, :] + smallest.sum(axis=0) - smallest  # (stage, measure)
+    others = stem_cost(setup)[None, :] + smallest.sum(axis=0) - smallest  # (stage, measure)
     feasible = np.ones(bounds[:, 0].shape, bool)
     for m, band in enumerate(bands):
         if band is not None:
@@ -630,7 +432,7 @@ def sample(
             )
         layout = _draw_layout(setup, proposal, rng)
         drawn += BATCH
-        accepted = _in_bands(_layout_complexity(layout, setup), bands)
+        accepted = _in_bands(layout_complexity(layout, setup), bands)
         for row in np.flatnonzero(accepted):
             key = _network_key(layout, row)
             if key not in found:
@@ -654,7 +456,7 @@ def _check_sample_args(space, n, seed, band_args, resolution, num_classes, stem_
     bands = [_check_band(name, band) for name, band in zip(names, band_args)]
     budget = FIRST_TRIES + 10_000 * n if max_draws is None else check_int("max_draws", max_draws)
     se_ratio = REGNETY_SE_RATIO if space == "RegNetY" else None
-    setup = _Setup(space, ranges or RegNetRanges(), resolution, num_classes, stem_stride, se_ratio=se_ratio)
+    setup = _Setup(resolution, num_classes, stem_stride, se_ratio=se_ratio, space=space, ranges=ranges or RegNetRanges())
     if space not in ANYNET_SPACES:
         return setup, bands, budget, None
     _check_reachable(setup, bands)
@@ -695,7 +497,7 @@ def _check_reachable(setup: _Setup, bands):
         "strides": (2, 2),
     }
     corners = {name: np.array([[v[0]] * NUM_STAGES, [v[-1]] * NUM_STAGES]) for name, v in ranges.items()}
-    totals = _layout_complexity(corners, setup)
+    totals = layout_complexity(corners, setup)
     for name, (low, high), band in zip(("flops", "params", "acts"), totals, bands):
         if band is not None and (band[1] < low or band[0] > high):
             raise ValueError(

@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import keras
 
-from keras_regnet.architecture.config import RegNetConfig, check_int
+from keras_regnet.architecture.config import AnyNetConfig, RegNetConfig, check_int
 from keras_regnet.architecture.model_info import TRAINED_WEIGHTS
 from keras_regnet.architecture.models import RegNet
 from keras_regnet.architecture.zoo import function_name, lookup
@@ -61,8 +61,8 @@ def check_output_dir(output_dir: str) -> str:
 class Run:
     """The resolved arguments of one ``train()`` call."""
 
-    name: str  # the paper's name, or "custom" for a RegNetConfig
-    config: RegNetConfig
+    name: str  # the paper's name, or "custom" for a RegNetConfig or AnyNetConfig
+    config: Union[RegNetConfig, AnyNetConfig]
     recipe: Recipe
     small_images: bool
     output_dir: str
@@ -85,7 +85,7 @@ class FitSettings:
 
 
 def train(
-    model: Union[str, RegNetConfig] = "RegNetX-200MF",
+    model: Union[str, RegNetConfig, AnyNetConfig] = "RegNetX-200MF",
     data="embedded",
     output_dir: str = "runs/regnet",
     recipe: Optional[Recipe] = None,
@@ -110,7 +110,8 @@ def train(
     """Train a RegNet with the recipe in ``model.fit``; resumable and logged.
 
     Args:
-        model: a published model name or a :class:`RegNetConfig`.
+        model: a published model name, a :class:`RegNetConfig` or an
+            :class:`~keras_regnet.AnyNetConfig`.
         data: what to train on (see :func:`keras_regnet.data.prepare`):
 
             - a name: ``"embedded"`` (offline CIFAR-10 subset, 4,000 training
@@ -215,7 +216,7 @@ def check_arguments(
     freeze_batch_norm=False,
 ) -> Run:
     """Everything that can be wrong with the arguments, checked before any work starts."""
-    if isinstance(model, RegNetConfig):
+    if isinstance(model, (RegNetConfig, AnyNetConfig)):
         config, name = model, "custom"
         recipe = recipe or Recipe()
     else:
