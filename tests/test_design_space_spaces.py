@@ -252,11 +252,11 @@ def test_band_sampling_equals_plain_rejection(space):
     assert stats.ks_2samp(draws["depths"][in_band, 3], [c.depths[3] for c in banded]).pvalue > P_MIN
 
 
-def test_ten_thousand_anynetx_a_in_a_flops_band_take_seconds():
-    start = time.perf_counter()
+def test_ten_thousand_distinct_anynetx_a_in_a_flops_band():
+    # How fast: benchmarks/design_space_sampling.py (docs/benchmarks.md), not a timed test.
     nets = sample("AnyNetX_A", 10_000, seed=0, flops_range=(360e6, 400e6))
-    assert time.perf_counter() - start < 10
     assert len(set(nets)) == 10_000
+    assert all(360e6 <= anynet_complexity(c)["flops"] <= 400e6 for c in nets[::97])
 
 
 def test_every_network_of_a_small_regnet_space_is_found_once():

@@ -94,6 +94,10 @@ NOT_RUN = {
         "TF Serving's model server is not installable here (not on PyPI or Debian, no Docker); "
         "tests/test_serving_rest.py makes the REST round trip against tests/tf_serving_rest.py"
     ),
+    r"keras-regnet space analyze .*": (
+        "reads the results files of a sweep run before it (each doc command runs in a fresh folder); "
+        "tests/test_cli_space.py::test_analyze_writes_edfs_ks_and_good_ranges runs it on sweep results files"
+    ),
     r"python benchmarks/.*": "a benchmark: many minutes of CPU time, run by hand to reproduce docs/benchmarks.md",
     r"keras-regnet (evaluate|export)": "names the subcommand in prose (its commands are shown in full in the same page)",
     r"KERAS_BACKEND=jax keras-regnet train .*--strategy data_parallel.*": (
@@ -279,6 +283,12 @@ def shrunk(argv) -> list:
         argv = set_option(argv, "--batch-size", "8")
         if "--all" in argv:
             argv = set_option(argv, "--models", "RegNetX-200MF")  # one model stands for the 24
+    elif argv[:3] == ["keras-regnet", "space", "sweep"]:
+        # One tiny network per space for one epoch on one worker proves the sweep; the docs' sizes take an hour.
+        for name, value in [("--n", "1"), ("--epochs", "1"), ("--train-images", "64"), ("--validation-images", "32"),
+                            ("--batch-size", "32"), ("--workers", "1")]:
+            argv = set_option(argv, name, value)
+        argv.append("--no-progress")
     elif argv[:2] == ["keras-regnet", "zoo"] and "--build" in argv:
         argv.remove("--build")  # builds all 24 models (up to 145 M parameters): minutes; the table is the same
     elif argv[:1] in (["python"], ["python3"]) and argv[1].endswith("transfer_learning_cifar10.py"):
@@ -324,6 +334,22 @@ def expected_outputs(argv) -> list:
         return [option(argv, "--out", "regnet_widths.png")]
     if sub == "zoo" and "--markdown" in argv:
         return [option(argv, "--markdown")]
+    if sub == "space":
+        return space_outputs(argv)
+    return []
+
+
+def space_outputs(argv) -> list:
+    """What ``keras-regnet space ...`` writes: the sweep's results files, a sample's or fit's file."""
+    action = argv[2]
+    if action == "sweep":
+        words = argv[3:]
+        spaces = words[: next((i for i, w in enumerate(words) if w.startswith("-")), len(words))]
+        return [f"{option(argv, '--out')}/{space}.json" for space in spaces]
+    if action == "sample" and "--output" in argv:
+        return [option(argv, "--output")]
+    if action == "fit" and "--plot" in argv:
+        return [option(argv, "--plot")]
     return []
 
 
