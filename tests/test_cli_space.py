@@ -82,7 +82,7 @@ def test_analyze_writes_edfs_ks_and_good_ranges(tmp_path, capsys):
     (["space", "sample", "AnyNetX_A", "--flops", "1", "2"], "No AnyNetX_A network has flops in flops_range"),
     (["space", "sample", "RegNetX", "--n", "0"], "n must be a positive integer"),
     (["space", "sweep", "AnyNetX_A", "--n", "2", "--epochs", "0", "--out", "OUT"], "epochs must be a positive integer"),
-    (["space", "sweep", "AnyNetX_A", "AnyNetX_A", "--n", "2", "--out", "OUT"], "each space once"),
+    (["space", "sweep", "AnyNetX_A", "AnyNetX_A", "--n", "2", "--out", "OUT"], "give each space once; repeated: AnyNetX_A"),
     (["space", "sweep", "AnyNetX_A", "--n", "2", "--flops", "1", "2", "--out", "OUT"], "No AnyNetX_A network has flops"),
     (["space", "analyze", "MISSING.json", "--out", "OUT"], "MISSING.json"),
     (["space", "fit", "--widths", "24", "0", "56"], "block_widths"),

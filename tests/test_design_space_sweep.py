@@ -36,7 +36,7 @@ def _check_trial(trial, spec):
     assert len(trial["epoch_errors"]) == spec.epochs
     assert all(0.0 <= e <= 100.0 for e in trial["epoch_errors"])
     assert trial["error"] == trial["epoch_errors"][-1]
-    assert trial["train_images"] == spec.train_images and trial["validation_images"] == spec.validation_images
+    assert trial["status"] == "complete"
     assert trial["wall_s"] > 0
 
 
@@ -158,7 +158,8 @@ def test_hostile_results_files_are_refused_without_running_code(tmp_path):
     spec = SweepSpec("AnyNetX_A", n=1, **TINY)
     good = sweep.empty_results(spec)
     record = config_record(plan(spec)[0].config)
-    trial = {"id": 0, "config": record, "error": 50.0}
+    trial = {"id": 0, "config": record, "error": 50.0, "epoch_errors": [50.0],
+             "complexity": {"flops": 1, "params": 1, "acts": 1}, "wall_s": 1.0}
     import pickle
 
     class Payload:
@@ -173,6 +174,11 @@ def test_hostile_results_files_are_refused_without_running_code(tmp_path):
         "duplicate-trial.json": json.dumps({**good, "trials": [trial, trial]}).encode(),
         "code-in-config.json": json.dumps({**good, "trials": [{**trial, "config": {**record, "type": "eval"}}]}).encode(),
         "bad-spec.json": json.dumps({**good, "spec": {**good["spec"], "exec": "print(1)"}}).encode(),
+        "id-out-of-range.json": json.dumps({**good, "trials": [{**trial, "id": 5}]}).encode(),
+        "id-not-an-int.json": json.dumps({**good, "trials": [{**trial, "id": [0]}]}).encode(),
+        "error-a-string.json": json.dumps({**good, "trials": [{**trial, "error": "50"}]}).encode(),
+        "no-wall-time.json": json.dumps({**good, "trials": [{k: v for k, v in trial.items() if k != "wall_s"}]}).encode(),
+        "flops-a-list.json": json.dumps({**good, "trials": [{**trial, "complexity": {"flops": [1], "params": 1, "acts": 1}}]}).encode(),
     }
     for name, data in hostile.items():
         path = tmp_path / name
@@ -189,3 +195,95 @@ def test_completed_drops_trials_without_an_error():
     assert [t["id"] for t in sweep.completed(results)] == [0, 2]
     assert [t["id"] for t in sweep.completed(results, ids=[2])] == [2]
     assert np.isclose(sum(t["error"] for t in sweep.completed(results)), 52.5)
+
+
+def _no_cluster(monkeypatch):
+    """Make starting a Dask cluster (or client) fail loudly: bad input must be refused before."""
+    distributed = require("distributed")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started")
+
+    monkeypatch.setattr(distributed, "LocalCluster", refuse)
+    monkeypatch.setattr(distributed, "Client", refuse)
+
+
+def test_bad_data_is_refused_before_any_cluster_starts(tmp_path, monkeypatch):
+    _no_cluster(monkeypatch)
+    folder = tmp_path / "images"
+    for name in ("cat", "dog", "eel"):
+        (folder / name).mkdir(parents=True)
+    cases = [
+        ({"data": str(tmp_path / "missing.npz")}, "no such .npz file"),
+        ({"data": str(folder), "train_images": None, "validation_images": None}, r"num_classes=10 but data=.* has 3 classes"),
+        ({"data": str(folder), "num_classes": 3}, "train_images/validation_images need 'embedded' or a CIFAR-10 .npz"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        spec = SweepSpec("RegNetX", n=1, **{**TINY, **change})
+        with pytest.raises(ValueError, match=message):
+            run_sweeps([(spec, str(tmp_path / f"s{i}.json"))], workers=1)
+    spec = SweepSpec("RegNetX", n=1, **{**TINY, "flops_range": (1.0, 2.0)})
+    with pytest.raises(ValueError, match="No RegNet|network"):
+        run_sweeps([(spec, str(tmp_path / "band.json"))], workers=1)
+    with pytest.raises(ValueError, match="workers is for a local cluster"):
+        run_sweeps([(SweepSpec("RegNetX", n=1, **TINY), str(tmp_path / "w.json"))], workers=2, scheduler="tcp://127.0.0.1:1")
+
+
+def test_a_recorded_trial_that_is_not_the_planned_network_is_refused(tmp_path, monkeypatch):
+    _no_cluster(monkeypatch)
+    spec = SweepSpec("AnyNetX_A", n=2, **TINY)
+    other = plan(SweepSpec("AnyNetX_A", n=2, **{**TINY, "seed": 4}))[0].config
+    results = sweep.empty_results(spec)
+    results["trials"] = [{"id": 0, "config": config_record(other), "error": 50.0, "epoch_errors": [50.0],
+                          "complexity": complexity(other, 32, 10), "wall_s": 1.0}]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="trial 0 is not the network this sweep samples"):
+        run_sweeps([(spec, str(path))], workers=1)
+
+
+def _task(spec, trial, out):
+    return sweep.TrialTask(trial.id, config_record(trial.config), trial.seed, spec.to_record(), str(out))
+
+
+def test_a_trial_is_trained_once_and_read_back_after_it_finished(tmp_path):
+    spec = SweepSpec("RegNetX", n=1, **{**TINY, "epochs": 2})
+    task = _task(spec, plan(spec)[0], tmp_path / "trial")
+    first = sweep.run_trial(task)
+    _check_trial(first, spec)
+    log = (tmp_path / "trial" / "log.csv").read_text()
+    # Killed after training ended but before the client recorded it: running it again trains nothing.
+    again = sweep.run_trial(task)
+    assert (tmp_path / "trial" / "log.csv").read_text() == log
+    assert {k: v for k, v in again.items() if k != "worker"} == {k: v for k, v in first.items() if k != "worker"}
+    # A start without a backup (it was deleted at the end of training) begins a fresh log, not an appended one.
+    (tmp_path / "trial" / "results.json").unlink()
+    third = sweep.run_trial(task)
+    assert len(third["epoch_errors"]) == spec.epochs
+    assert third["wall_s"] > first["wall_s"]
+
+
+def test_a_diverging_network_is_recorded_and_does_not_stop_the_sweep(tmp_path):
+    spec = SweepSpec("RegNetX", n=1, **{**TINY, "base_lr": 1e30, "epochs": 2})
+    record = sweep.run_trial(_task(spec, plan(spec)[0], tmp_path / "trial"))
+    assert record["status"] == "diverged" and record["error"] is None
+    assert sweep.completed({"trials": [record]}) == []
+
+
+def test_the_progress_bar_counts_trials(tmp_path, capsys):
+    spec = SweepSpec("RegNetX", n=1, **TINY)
+    run_sweeps([(spec, str(tmp_path / "s.json"))], workers=1, progress=True)
+    out = capsys.readouterr().out
+    assert "1/1" in out and "best_error:" in out
+
+
+def test_subsets_take_the_classes_in_turn():
+    # The embedded subset is sorted by class: its first 64 images are all of class 0.
+    labels = np.repeat(np.arange(10), 50)
+    order = sweep.balanced_order(labels)
+    assert sorted(order) == list(range(500))
+    for n in (10, 64, 137, 500):
+        counts = np.bincount(labels[order[:n]], minlength=10)
+        assert counts.max() - counts.min() <= 1, (n, counts)
+    assert list(order) == list(sweep.balanced_order(labels))  # the same subset on every worker
+    assert list(order) != list(sweep.balanced_order(labels, seed=1))

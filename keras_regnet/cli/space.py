@@ -56,6 +56,7 @@ def _add_sweep(actions) -> None:
     p.add_argument("--base-lr", type=float, help="default: 0.1 x batch / 128")
     p.add_argument("--warmup-epochs", type=int, default=0)
     p.add_argument("--weight-decay", type=float, default=5e-5)
+    p.add_argument("--num-classes", type=int, default=10, help="classes of --data (10 for CIFAR-10)")
     p.add_argument("--out", required=True, help="folder of the results (OUT/<space>.json) and trial runs")
     p.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786); default: local workers")
     p.add_argument("--workers", type=int, help="local worker processes (default: the CPU count)")
@@ -125,11 +126,12 @@ def run_sweep(args, parser) -> int:
         SweepSpec(space, args.n, args.seed, **_bands(args), resolution=resolution, data=args.data,
                   train_images=args.train_images, validation_images=args.validation_images, epochs=args.epochs,
                   batch_size=args.batch_size, base_lr=args.base_lr, warmup_epochs=args.warmup_epochs,
-                  weight_decay=args.weight_decay)
+                  weight_decay=args.weight_decay, num_classes=args.num_classes)
         for space in args.spaces
     ]
-    if len(set(args.spaces)) != len(args.spaces):
-        parser.error("each space once, please")
+    repeated = sorted({s for s in args.spaces if args.spaces.count(s) > 1})
+    if repeated:
+        parser.error(f"give each space once; repeated: {', '.join(repeated)}")
     paths = [os.path.join(args.out, f"{spec.space}.json") for spec in specs]
     results = run_sweeps(list(zip(specs, paths)), scheduler=args.scheduler, workers=args.workers,
                          progress=not args.no_progress)

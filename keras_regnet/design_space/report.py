@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from keras_regnet.architecture.config import check_int
 from keras_regnet.atomic import write_text
 from keras_regnet.design_space.analysis import expected_best_of_k, good_range, ks_statistic
 from keras_regnet.design_space.sweep import completed, config_from_record, load_results
@@ -70,7 +71,10 @@ def analyze_sweeps(paths: Sequence[str], out_dir: str, *, normalize_bins: Option
 
     if isinstance(paths, str) or not paths:
         raise ValueError(f"paths must be a non-empty list of sweep results files; got paths={paths!r}.")
-    populations = _populations(paths)
+    if normalize_bins is not None:
+        check_int("normalize_bins", normalize_bins)
+    diverged: Dict[str, int] = {}
+    populations = _populations(paths, diverged)
     os.makedirs(out_dir, exist_ok=True)
     errors = {space: np.array([t["error"] for t in trials]) for space, trials in populations.items()}
     flops = {space: np.array([t["complexity"]["flops"] for t in trials], float) for space, trials in populations.items()}
@@ -83,7 +87,7 @@ def analyze_sweeps(paths: Sequence[str], out_dir: str, *, normalize_bins: Option
         table = parameter_table(trials)
         plot_error_vs_parameters(table, errors[space], os.path.join(out_dir, f"{space}_parameters.png"),
                                  log_x={"w0", "wa", "flops", "w_first", "w_last"} & set(table))
-        spaces[space] = _space_summary(trials, errors[space], table)
+        spaces[space] = {**_space_summary(trials, errors[space], table), "diverged": diverged[space]}
     ks = {f"{a} vs {b}": ks_statistic(errors[a], errors[b]) for a, b in itertools.combinations(errors, 2)}
     summary = {"sweeps": list(paths), "spaces": spaces, "ks": ks}
     summary["markdown"] = summary_markdown(summary)
@@ -92,7 +96,8 @@ def analyze_sweeps(paths: Sequence[str], out_dir: str, *, normalize_bins: Option
     return summary
 
 
-def _populations(paths) -> Dict[str, List[dict]]:
+def _populations(paths, diverged: Dict[str, int]) -> Dict[str, List[dict]]:
+    """The finished trials of each sweep, by space; ``diverged`` gets each space's count of diverged trials."""
     populations = {}
     for path in paths:
         results = load_results(path)
@@ -100,6 +105,7 @@ def _populations(paths) -> Dict[str, List[dict]]:
         if space in populations:
             raise ValueError(f"two sweeps of {space} given ({path}); give one results file per space.")
         trials = completed(results)
+        diverged[space] = sum(t.get("status") == "diverged" for t in results["trials"])
         if len(trials) < 2:
             raise ValueError(f"{path} has {len(trials)} finished trial(s); an EDF needs at least 2.")
         populations[space] = trials
@@ -121,9 +127,10 @@ def _space_summary(trials, errors, table) -> dict:
 
 def summary_markdown(summary: dict) -> str:
     """The summary as Markdown tables."""
-    lines = ["| space | n | min error (%) | median | mean | trial time (s, total) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| space | n | diverged | min error (%) | median | mean | trial time (s, total) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for space, s in summary["spaces"].items():
-        lines.append(f"| {space} | {s['n']} | {s['min_error']:.2f} | {s['median_error']:.2f} | "
+        lines.append(f"| {space} | {s['n']} | {s['diverged']} | {s['min_error']:.2f} | {s['median_error']:.2f} | "
                      f"{s['mean_error']:.2f} | {s['wall_s']:.0f} |")
     lines += ["", "| spaces | KS statistic |", "|---|---:|"]
     lines += [f"| {pair} | {value:.3f} |" for pair, value in summary["ks"].items()]

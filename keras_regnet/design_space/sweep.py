@@ -29,6 +29,8 @@ import socket
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from keras_regnet.architecture.complexity import complexity
 from keras_regnet.architecture.config import AnyNetConfig, RegNetConfig, check_int
 from keras_regnet.atomic import write_text
@@ -54,8 +56,9 @@ class SweepSpec:
         data: what :func:`keras_regnet.training.train` accepts by name
             (``"embedded"``, a CIFAR-10 JPEG ``.npz``, an image folder, a
             TensorFlow Datasets name).
-        train_images, validation_images: use only the first this many
-            images of each split (in-memory sources: ``embedded`` and ``.npz``).
+        train_images, validation_images: use only this many images of each
+            split, the classes in turn (:func:`balanced_order`; in-memory
+            sources: ``embedded`` and ``.npz``).
         epochs, batch_size, base_lr, warmup_epochs, weight_decay,
         precise_bn_images: the recipe (:class:`keras_regnet.training.Recipe`);
             ``base_lr=None`` is pycls's 0.1 x batch / 128.
@@ -187,15 +190,37 @@ def load_results(path: str) -> dict:
     if results.get("version") != RESULTS_VERSION:
         raise InvalidFileError(path, f"has version {results.get('version')!r}; this keras_regnet reads {RESULTS_VERSION}.")
     try:
-        SweepSpec.from_record(results["spec"])
-        ids = [t["id"] for t in results["trials"]]
-        for t in results["trials"]:
-            config_from_record(t["config"])
-    except (KeyError, TypeError, ValueError) as e:
+        spec = SweepSpec.from_record(results["spec"])
+        ids = [check_trial_record(t, spec.n) for t in results["trials"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InvalidFileError(path, f"has a malformed spec or trial: {e}") from None
     if len(ids) != len(set(ids)):
         raise InvalidFileError(path, "records a trial more than once.")
     return results
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_trial_record(trial: dict, n: int) -> int:
+    """Check one trial record of a results file (types and ranges of every field the package reads); its id."""
+    if not isinstance(trial, dict):
+        raise ValueError(f"a trial record must be an object; got {type(trial).__name__}")
+    trial_id = trial["id"]
+    if isinstance(trial_id, bool) or not isinstance(trial_id, int) or not 0 <= trial_id < n:
+        raise ValueError(f"trial id must be an integer in [0, {n}); got {trial_id!r}")
+    config_from_record(trial["config"])
+    if trial["error"] is not None and not (_is_number(trial["error"]) and 0 <= trial["error"] <= 100):
+        raise ValueError(f"trial {trial_id}: error must be null or a number in [0, 100]; got {trial['error']!r}")
+    errors = trial["epoch_errors"]
+    if not isinstance(errors, list) or not all(e is None or _is_number(e) for e in errors):
+        raise ValueError(f"trial {trial_id}: epoch_errors must be a list of numbers")
+    if not (isinstance(trial["complexity"], dict) and all(_is_number(trial["complexity"][k]) for k in ("flops", "params", "acts"))):
+        raise ValueError(f"trial {trial_id}: complexity must hold numbers flops, params and acts")
+    if not _is_number(trial["wall_s"]) or trial["wall_s"] < 0:
+        raise ValueError(f"trial {trial_id}: wall_s must be a number >= 0; got {trial['wall_s']!r}")
+    return trial_id
 
 
 def trials_dir(results_path: str) -> str:
@@ -221,39 +246,85 @@ def run_trial(task: TrialTask) -> dict:
     """Train one trial's network with the sweep's recipe; its result record.
 
     Resumes from the trial's own backup in ``task.output_dir`` if an earlier
-    run was cut off.  Imports Keras here, on the worker.
+    run was cut off; a trial whose training finished (``results.json``
+    complete) is read back, not trained again.  A network whose loss becomes
+    NaN is recorded with ``status="diverged"`` and ``error=None`` (it is a
+    result about that network, and must not stop the sweep).  Imports Keras
+    here, on the worker.
     """
     import keras
 
-    from keras_regnet.training.callbacks import log_value, read_log
-    from keras_regnet.training.loop import train
+    from keras_regnet.training.callbacks import TrainingDiverged
 
     spec, config = SweepSpec.from_record(task.spec), config_from_record(task.config)
-    train_data, validation_data = trial_data(spec)
-    start = time.monotonic()
-    result = train(
-        config, data=train_data, validation_data=validation_data, output_dir=task.output_dir, recipe=spec.recipe(),
-        small_images=spec.small_images, seed=task.seed, verbose=0,
-    )
-    wall = add_wall_time(task.output_dir, time.monotonic() - start)
-    rows = read_log(os.path.join(task.output_dir, "log.csv"))
-    errors = [_error(log_value(r, "val_accuracy")) for r in rows]
-    top5 = [_error(log_value(r, "val_top5_accuracy")) for r in rows]
-    keras.backend.clear_session()
+    status = "complete" if _finished(task.output_dir) else None
+    if status is None:
+        _forget_unresumable_log(task.output_dir)
+        start = time.monotonic()
+        try:
+            _train_trial(task, spec, config)
+            status = "complete"
+        except TrainingDiverged:
+            status = "diverged"
+        finally:
+            add_wall_time(task.output_dir, time.monotonic() - start)
+            keras.backend.clear_session()
+    errors, top5 = logged_errors(task.output_dir)
     return {
         "id": task.trial_id,
         "config": task.config,
         "seed": task.seed,
+        "status": status,
         "complexity": complexity(config, spec.resolution, spec.num_classes),
         "epoch_errors": errors,
         "epoch_top5_errors": top5,
-        "error": errors[-1] if errors else None,
-        "wall_s": wall,
+        "error": errors[-1] if errors and status == "complete" else None,
+        "wall_s": add_wall_time(task.output_dir, 0.0),
         "backend": keras.backend.backend(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "train_images": result["num_train"],
-        "validation_images": result["num_validation"],
     }
+
+
+def _train_trial(task: TrialTask, spec: SweepSpec, config) -> dict:
+    from keras_regnet.training.loop import train
+
+    train_data, validation_data = trial_data(spec)
+    return train(
+        config, data=train_data, validation_data=validation_data, output_dir=task.output_dir, recipe=spec.recipe(),
+        small_images=spec.small_images, seed=task.seed, verbose=0,
+    )
+
+
+def _finished(output_dir: str) -> bool:
+    path = os.path.join(output_dir, "results.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f).get("complete") is True
+        except (ValueError, AttributeError):
+            return False
+
+
+def _forget_unresumable_log(output_dir: str) -> None:
+    """Without a backup, training starts again at epoch 0: drop the log of an earlier start so it is not appended to."""
+    if not os.path.isdir(os.path.join(output_dir, "backup")):
+        for name in ("log.csv", "results.json"):
+            if os.path.isfile(os.path.join(output_dir, name)):
+                os.remove(os.path.join(output_dir, name))
+
+
+def logged_errors(output_dir: str) -> Tuple[List[Optional[float]], List[Optional[float]]]:
+    """Top-1 and top-5 validation errors (%) per epoch from a run's ``log.csv``, the last row of each epoch."""
+    from keras_regnet.training.callbacks import log_value, read_log
+
+    by_epoch = {}
+    for row in read_log(os.path.join(output_dir, "log.csv")):
+        epoch = log_value(row, "epoch")
+        if epoch is not None:
+            by_epoch[int(epoch)] = row
+    rows = [by_epoch[e] for e in sorted(by_epoch)]
+    return [_error(log_value(r, "val_accuracy")) for r in rows], [_error(log_value(r, "val_top5_accuracy")) for r in rows]
 
 
 def _error(accuracy: Optional[float]) -> Optional[float]:
@@ -261,19 +332,42 @@ def _error(accuracy: Optional[float]) -> Optional[float]:
 
 
 def add_wall_time(output_dir: str, seconds: float) -> float:
-    """Add ``seconds`` to the trial's training time kept in ``wall_s.txt`` (a resumed trial counts every run)."""
+    """Add ``seconds`` to the trial's training time kept in ``wall_s.txt``; the total.
+
+    Each run of the trial adds its time when it ends, also when it fails; a
+    run killed outright (SIGKILL) adds nothing.
+    """
     path = os.path.join(output_dir, "wall_s.txt")
     before = 0.0
     if os.path.isfile(path):
-        try:
-            before = float(open(path).read())
-        except ValueError:
-            before = 0.0
-    write_text(path, f"{before + seconds:.3f}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                before = float(f.read())
+            except ValueError:
+                before = 0.0
+    if seconds:
+        os.makedirs(output_dir, exist_ok=True)
+        write_text(path, f"{before + seconds:.3f}")
     return round(before + seconds, 3)
 
 
 _DATA_CACHE: Dict[tuple, tuple] = {}
+
+
+def balanced_order(labels, seed: int = 0):
+    """Indices of ``labels`` in a seeded order that takes the classes in turn.
+
+    Any prefix holds every class as evenly as the labels allow, so a subset
+    ``[:n]`` has all the classes even where a source is sorted by class (the
+    embedded subset is), and the same subset on every worker.
+    """
+    labels = np.asarray(labels)
+    shuffled = np.random.default_rng(seed).permutation(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        members = shuffled[labels[shuffled] == c]
+        rank[members] = np.arange(len(members))
+    return shuffled[np.lexsort((labels[shuffled], rank[shuffled]))]
 
 
 def trial_data(spec: SweepSpec):
@@ -295,8 +389,8 @@ def trial_data(spec: SweepSpec):
                     f"train_images/validation_images need an in-memory source with both splits ('embedded' or a "
                     f"CIFAR-10 .npz); data={spec.data!r} is not one."
                 )
-            examples = examples.take(limit) if limit is not None else examples
-            splits.append((examples.images, examples.labels))
+            order = balanced_order(examples.labels)[:limit]
+            splits.append((examples.images[order], examples.labels[order]))
         _DATA_CACHE[key] = tuple(splits)
     return _DATA_CACHE[key]
 
@@ -358,6 +452,8 @@ def run_sweeps(sweeps, *, scheduler=None, workers=None, progress=True, keep_chec
     """
     if workers is not None:
         check_int("workers", workers)
+        if scheduler is not None:
+            raise ValueError("workers is for a local cluster; with scheduler= the cluster's workers run the trials.")
     sweeps = list(sweeps)
     paths = [os.path.abspath(os.fspath(path)) for _, path in sweeps]
     if len(set(paths)) != len(paths):
@@ -376,15 +472,22 @@ class _SweepState:
     """One sweep's results, its trials left to run, and where they are written."""
 
     def __init__(self, spec: SweepSpec, path: str):
-        self.spec, self.path = spec, path
-        self.results = _results_to_continue(spec, path)
+        # Absolute paths: workers on other machines (or in other folders) must find the same files.
+        self.spec, self.path = spec, os.path.abspath(os.fspath(path))
+        self.results = _results_to_continue(spec, self.path)
         self.trials = plan(spec)
-        os.makedirs(trials_dir(path), exist_ok=True)
+        for trial in self.results["trials"]:
+            if config_from_record(trial["config"]) != self.trials[trial["id"]].config:
+                raise ValueError(f"{path}: trial {trial['id']} is not the network this sweep samples for it.")
+        check_data(spec)
 
     def tasks(self) -> List[Tuple["_SweepState", TrialTask]]:
         done = {t["id"] for t in self.results["trials"]}
+        spec = self.spec.to_record()
+        if os.path.exists(self.spec.data):
+            spec["data"] = os.path.abspath(self.spec.data)
         return [
-            (self, TrialTask(t.id, config_record(t.config), t.seed, self.spec.to_record(), self.trial_dir(t.id)))
+            (self, TrialTask(t.id, config_record(t.config), t.seed, spec, self.trial_dir(t.id)))
             for t in self.trials if t.id not in done
         ]
 
@@ -406,6 +509,35 @@ def _interleave(lists):
     for i in range(max((len(x) for x in lists), default=0)):
         out += [x[i] for x in lists if i < len(x)]
     return out
+
+
+def check_data(spec: SweepSpec) -> None:
+    """Check, on the client before any work, what can be known of ``spec.data``: it exists, its classes, the limits.
+
+    ``embedded`` and CIFAR-10 ``.npz`` files (whose ``classes`` array is read
+    without pickle) and image folders (one subfolder per class) are checked;
+    a TensorFlow Datasets name is checked by the first trial.
+    """
+    data, limits = spec.data, spec.train_images is not None or spec.validation_images is not None
+    if data == "embedded":
+        classes = 10
+    elif data.endswith(".npz"):
+        if not os.path.isfile(data):
+            raise ValueError(f"data={data!r}: no such .npz file.")
+        from keras_regnet.safe_io import load_npz
+
+        classes = len(load_npz(data, ["classes"])["classes"])
+    elif os.path.isdir(data):
+        classes = sum(os.path.isdir(os.path.join(data, d)) for d in os.listdir(data))
+    else:
+        classes = None
+    if limits and not (data == "embedded" or data.endswith(".npz")):
+        raise ValueError(f"train_images/validation_images need 'embedded' or a CIFAR-10 .npz as data; got data={data!r}.")
+    for name in ("train_images", "validation_images"):
+        if getattr(spec, name) is not None and getattr(spec, name) < spec.num_classes:
+            raise ValueError(f"{name}={getattr(spec, name)} is fewer than the {spec.num_classes} classes; give at least one image per class.")
+    if classes is not None and classes != spec.num_classes:
+        raise ValueError(f"num_classes={spec.num_classes} but data={data!r} has {classes} classes; give num_classes={classes}.")
 
 
 def _results_to_continue(spec: SweepSpec, results_path: str) -> dict:
@@ -447,6 +579,7 @@ class _client:
             dashboard_address=":0", env=env,
         )
         self.client = Client(self.cluster)
+        self.client.wait_for_workers(self.workers)  # so the first trials spread over all workers
         return self.client
 
     def __exit__(self, *exc):
