@@ -53,8 +53,9 @@ def test_the_package_installs_no_backend_unless_asked():
     assert not {"tensorflow", "tensorflow-datasets", "tensorboard", "jax", "jax[cpu]", "torch"} & required
     assert extras["tensorflow"] == {"tensorflow", "tensorflow-datasets", "importlib_resources", "tensorboard"}
     assert extras["jax"] == {"jax[cpu]"} and extras["torch"] == {"torch"}
-    # The tests need every backend but the CPU torch is pinned, so it is listed itself.
-    assert {"keras-regnet[tensorflow,jax]", "torch", "pytest"} <= extras["test"]
+    # The tests need every backend but the CPU torch is pinned, so it is listed itself; and Dask for sweeps.
+    assert {"keras-regnet[tensorflow,jax,sweep]", "torch", "pytest"} <= extras["test"]
+    assert extras["sweep"] == {"dask[distributed]"}
 
 
 def test_keras_alone_fails_without_a_hint(tmp_path):
