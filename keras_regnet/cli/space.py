@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 
-SPACE_ACTIONS = ("sample", "sweep", "analyze", "fit", "scale")
-
-
 def add_space(sub) -> None:
     p = sub.add_parser("space", help="design spaces: sample, sweep, analyze, fit, scale")
     actions = p.add_subparsers(dest="action", required=True)

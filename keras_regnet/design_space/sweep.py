@@ -279,7 +279,7 @@ def run_trial(task: TrialTask) -> dict:
         "epoch_errors": errors,
         "epoch_top5_errors": top5,
         "error": errors[-1] if errors and status == "complete" else None,
-        "wall_s": add_wall_time(task.output_dir, 0.0),
+        "wall_s": round(wall_time(task.output_dir), 3),
         "backend": keras.backend.backend(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
@@ -331,24 +331,28 @@ def _error(accuracy: Optional[float]) -> Optional[float]:
     return None if accuracy is None or math.isnan(accuracy) else round(100.0 * (1.0 - accuracy), 4)
 
 
+def wall_time(output_dir: str) -> float:
+    """The trial's training time so far, kept in ``wall_s.txt`` (0 before its first run ends)."""
+    path = os.path.join(output_dir, "wall_s.txt")
+    if not os.path.isfile(path):
+        return 0.0
+    with open(path, encoding="utf-8") as f:
+        try:
+            return float(f.read())
+        except ValueError:
+            return 0.0
+
+
 def add_wall_time(output_dir: str, seconds: float) -> float:
-    """Add ``seconds`` to the trial's training time kept in ``wall_s.txt``; the total.
+    """Add ``seconds`` to the trial's training time in ``wall_s.txt``; the total.
 
     Each run of the trial adds its time when it ends, also when it fails; a
     run killed outright (SIGKILL) adds nothing.
     """
-    path = os.path.join(output_dir, "wall_s.txt")
-    before = 0.0
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                before = float(f.read())
-            except ValueError:
-                before = 0.0
-    if seconds:
-        os.makedirs(output_dir, exist_ok=True)
-        write_text(path, f"{before + seconds:.3f}")
-    return round(before + seconds, 3)
+    total = wall_time(output_dir) + seconds
+    os.makedirs(output_dir, exist_ok=True)
+    write_text(os.path.join(output_dir, "wall_s.txt"), f"{total:.3f}")
+    return round(total, 3)
 
 
 _DATA_CACHE: Dict[tuple, tuple] = {}
