@@ -2,7 +2,7 @@
 
 * TensorFlow's fused training BatchNorm: outputs, gradients and PyTorch's
   moving statistics equal to the portable Keras-ops path, eagerly and under
-  XLA, in float32 and bfloat16.
+  XLA, in float32 and bfloat16 (which runs the float32 op on CPU).
 * The per-group convolution XLA compiles on CPU: equal to Keras's grouped
   convolution (outputs and gradients), and really what runs under
   ``jit_compile=True`` (while the native kernel runs outside it).
@@ -80,6 +80,20 @@ def test_fused_batch_norm_is_used_only_where_it_exists():
     assert kernels.fused_batch_norm_training(x, tf.ones(4), tf.zeros(4), 1e-5) is not None
     assert kernels.fused_batch_norm_training(tf.ones((2, 4)), tf.ones(4), tf.zeros(4), 1e-5) is None  # 2-D
     assert kernels.fused_batch_norm_training(tf.cast(x, tf.float64), tf.ones(4), tf.zeros(4), 1e-5) is None
+
+
+def test_bfloat16_training_batch_norm_runs_in_float32_on_cpu():
+    """oneDNN's bfloat16 BatchNorm is a slow generic kernel on CPU: the graph must hold the float32 op."""
+    x = tf.cast(tf.constant(RNG.normal(size=(4, 5, 5, 8)).astype("float32")), tf.bfloat16)
+    graph = tf.function(lambda x: kernels.fused_batch_norm_training(x, tf.ones(8), tf.zeros(8), 1e-5))
+    concrete = graph.get_concrete_function(x)
+    bn_types = {op.get_attr("T") for op in concrete.graph.get_operations() if op.type == "FusedBatchNormV3"}
+    assert bn_types == {tf.float32}
+    outputs, mean, variance = concrete(x)
+    assert (outputs.dtype, mean.dtype, variance.dtype) == (tf.bfloat16, tf.float32, tf.float32)
+    x32 = tf.cast(x, tf.float32).numpy().reshape(-1, 8)
+    np.testing.assert_allclose(mean.numpy(), x32.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(variance.numpy(), x32.var(0, ddof=1), rtol=1e-5)
 
 
 @pytest.mark.parametrize("strides, padding", [(1, "same"), (2, "valid"), (1, "valid")])

@@ -13,8 +13,9 @@ Keras 3's own ops are correct everywhere but slow in two places on CPU:
 * **BatchNorm.**  In training Keras computes the batch moments with
   separate element-wise ops; TensorFlow has one fused op (forward and
   gradient) that also returns PyTorch's unbiased variance
-  (:func:`fused_batch_norm_training`).  In inference the fused op is what
-  TensorFlow folds into the convolution before it, and it takes bfloat16
+  (:func:`fused_batch_norm_training`; in float32 for bfloat16 inputs on
+  CPU, where oneDNN's bfloat16 BatchNorm is a slow generic kernel).  In
+  inference the fused op is what TensorFlow folds into the convolution before it, and it takes bfloat16
   without casts (:func:`fused_batch_norm_inference`).
 
 Every kernel gives the same numbers as the portable Keras ops up to float
@@ -291,11 +292,22 @@ def fused_batch_norm_training(inputs, gamma, beta, epsilon: float):
     TensorFlow's ``FusedBatchNormV3`` normalises with the biased variance
     and returns the unbiased one, as PyTorch's BatchNorm does; its gradient
     is one fused op too.  On JAX, XLA fuses the portable ops itself.
+
+    bfloat16 inputs on CPU are normalised in float32 between two casts:
+    oneDNN's CPU BatchNorm has no JIT kernel for bfloat16 in this layout
+    (``ONEDNN_VERBOSE`` names ``nspc_bnorm:any``, 5-10x slower than its
+    float32 kernel), and the casts cost less than the difference
+    (docs/benchmarks.md, mixed precision).  The statistics are float32
+    either way, as oneDNN accumulates bfloat16 in float32.
     """
     if not _fusable(inputs):
         return None
     import tensorflow as tf
 
-    return tf.compat.v1.nn.fused_batch_norm(
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if dtype == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+        inputs = tf.cast(inputs, "float32")
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
         inputs, ops.cast(gamma, "float32"), ops.cast(beta, "float32"), epsilon=epsilon, is_training=True, data_format="NHWC"
     )
+    return tf.cast(outputs, dtype), mean, variance
