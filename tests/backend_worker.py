@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 import keras_regnet
-from keras_regnet.architecture.layers import resolved_grouped_conv_kernel
+from keras_regnet.architecture.layers import pointwise_conv_as_matmul, resolved_grouped_conv_kernel
 
 name, weights, inp, out = sys.argv[1:5]
 x = np.load(inp)
@@ -24,4 +24,5 @@ before = keras.ops.convert_to_numpy(conv.kernel).copy()
 history = model.fit(x, np.array([1, 2]), epochs=1, batch_size=2, verbose=0)
 after = keras.ops.convert_to_numpy(conv.kernel)
 np.savez(out, logits=logits, loss=history.history["loss"][0], changed=float(np.abs(after - before).max()),
-         backend=keras.backend.backend(), grouped_conv_kernel=resolved_grouped_conv_kernel())
+         backend=keras.backend.backend(), grouped_conv_kernel=resolved_grouped_conv_kernel(),
+         pointwise_as_matmul=pointwise_conv_as_matmul())

@@ -19,6 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # per-op XLA); on JAX the registered kernel (one convolution per group on
 # CPU, where XLA's grouped convolution is slow); torch's through Keras's own.
 DEFAULT_GROUPED_CONV_KERNEL = {"tensorflow": "native", "jax": "native", "torch": "keras"}
+# 1x1 convolutions as a matrix product: where XLA compiles for a CPU (JAX here).
+POINTWISE_AS_MATMUL = {"tensorflow": False, "jax": True, "torch": False}
 
 
 def _run_worker(backend, name, weights, x, tmp_path):
@@ -57,6 +59,7 @@ def test_same_logits_and_a_training_step(reference, backend, tmp_path):
     out = _run_worker(backend, name, weights, x, tmp_path)
     assert str(out["backend"]) == backend
     assert str(out["grouped_conv_kernel"]) == DEFAULT_GROUPED_CONV_KERNEL[backend]
+    assert bool(out["pointwise_as_matmul"]) == POINTWISE_AS_MATMUL[backend]
     if backend == "tensorflow":
         np.testing.assert_allclose(out["logits"], expected, rtol=1e-5, atol=1e-5)
     else:

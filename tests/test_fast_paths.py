@@ -6,6 +6,9 @@
 * The per-group convolution XLA compiles on CPU: equal to Keras's grouped
   convolution (outputs and gradients), and really what runs under
   ``jit_compile=True`` (while the native kernel runs outside it).
+* 1x1 convolutions as a matrix product: equal to Keras's convolution, and
+  what runs under ``jit_compile=True`` (TensorFlow's default path keeps its
+  own convolution).
 * A whole training step under ``jit_compile=True`` equals the default path.
 The JAX path is covered by tests/test_backends.py (same logits and training
 step as TensorFlow, on the registered kernel).
@@ -127,6 +130,45 @@ def test_xla_compilation_takes_the_split_kernel_and_eager_the_native_one(monkeyp
     compiled = tf.function(layer, jit_compile=True)(x).numpy()
     assert splits  # under XLA: the per-group convolution
     np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides, padding, data_format", [(1, "valid", "channels_last"), (2, "same", "channels_last"),
+                                                    (2, "valid", "channels_first"), ((1, 2), "valid", "channels_last")])
+def test_pointwise_conv_equals_keras_conv(strides, padding, data_format):
+    shape = (2, 7, 6, 12) if data_format == "channels_last" else (2, 12, 7, 6)
+    x = tf.constant(RNG.normal(size=shape).astype("float32"))
+    k = tf.Variable(RNG.normal(size=(1, 1, 12, 5)).astype("float32"))
+
+    def outputs_and_grads(conv):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x, k)
+            loss = tf.reduce_sum(y**2 * tf.reshape(tf.cast(tf.range(tf.size(y)) % 7, y.dtype), y.shape))
+        return [y.numpy(), *[g.numpy() for g in tape.gradient(loss, [x, k])]]
+
+    ours = outputs_and_grads(lambda x, k: kernels.pointwise_conv(x, k, strides, data_format))
+    stock = outputs_and_grads(lambda x, k: keras.ops.conv(x, k, strides, padding, data_format))
+    assert ours[0].shape == stock[0].shape
+    for a, b in zip(ours, stock):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_xla_compilation_runs_1x1_convolutions_as_a_matmul(monkeypatch):
+    layer = L.Conv2D(6, 1, strides=2, use_bias=False)
+    x = tf.constant(RNG.normal(size=(2, 8, 8, 4)).astype("float32"))
+    eager = layer(x).numpy()
+    calls = []
+    real = L.pointwise_conv
+    monkeypatch.setattr(L, "pointwise_conv", lambda *a: calls.append(1) or real(*a))
+    assert not kernels.pointwise_conv_as_matmul()
+    tf.function(layer)(x)
+    assert not calls  # TensorFlow's default path keeps its oneDNN convolution
+    compiled = tf.function(layer, jit_compile=True)(x).numpy()
+    assert calls
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
+    calls.clear()
+    tf.function(L.Conv2D(6, 3, use_bias=False), jit_compile=True)(x)
+    assert not calls  # only 1x1 kernels
 
 
 def test_a_jit_compiled_training_step_equals_the_default_one():

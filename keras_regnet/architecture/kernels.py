@@ -233,6 +233,49 @@ def _tensorflow_compiling_with_xla() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
+def pointwise_conv(inputs, kernel, strides=1, data_format=None):
+    """A 1x1 convolution (any padding, no dilation) as a matrix product over the channel axis.
+
+    Strides subsample first; 'same' and 'valid' coincide for 1x1 kernels.
+    Each output is the same sum of products as the convolution's, so
+    outputs and gradients are equal up to float rounding order.  Written in
+    Keras ops; it is what XLA runs fast on CPU, where its convolution is
+    2-6x slower than its matrix product at RegNet's 1x1 shapes
+    (docs/benchmarks.md).
+    """
+    data_format = data_format or keras.config.image_data_format()
+    sh, sw = (strides, strides) if isinstance(strides, int) else tuple(strides)
+    weights = kernel[0, 0]  # (in, out)
+    if data_format == "channels_last":
+        return ops.matmul(inputs[:, ::sh, ::sw, :], weights)
+    return ops.einsum("nchw,co->nohw", inputs[:, :, ::sh, ::sw], weights)
+
+
+def pointwise_conv_as_matmul() -> bool:
+    """Whether 1x1 convolutions traced now should run as :func:`pointwise_conv`: where XLA compiles them for a CPU.
+
+    That is JAX on CPU without a ``keras.distribution`` (the condition of
+    the per-group convolution, :func:`_jax_grouped_conv`), and TensorFlow
+    inside ``jit_compile=True`` with no GPU.  Elsewhere the backend's own
+    convolution is faster (oneDNN, cuDNN) or, for TensorFlow's default
+    path, what grappler fuses BatchNorm into.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _jax_on_one_cpu()
+    if backend == "tensorflow" and _tensorflow_compiling_with_xla():
+        import tensorflow as tf
+
+        return not tf.config.list_logical_devices("GPU")
+    return False
+
+
+def _jax_on_one_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu" and keras.distribution.distribution() is None
+
+
 def _jax_grouped_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     """Per-group convolutions on JAX's CPU backend; XLA's own grouped convolution elsewhere.
 
@@ -242,9 +285,7 @@ def _jax_grouped_conv(inputs, kernel, strides=1, padding="valid", data_format=No
     2.6% away from the 1-device run after 4 steps
     (tests/test_distribution_exact.py), while XLA's own stays exact.
     """
-    import jax
-
-    if jax.default_backend() == "cpu" and keras.distribution.distribution() is None:
+    if _jax_on_one_cpu():
         return split_grouped_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
     return ops.conv(inputs, kernel, strides, padding, data_format, dilation_rate)
 

@@ -32,6 +32,8 @@ from keras_regnet.architecture.kernels import (  # noqa: F401  (the kernel switc
     grouped_conv_kernel_scope,
     native_grouped_conv,
     native_grouped_conv_available,
+    pointwise_conv,
+    pointwise_conv_as_matmul,
     register_native_grouped_conv,
     resolved_grouped_conv_kernel,
     set_grouped_conv_kernel,
@@ -64,6 +66,23 @@ def float32_under_mixed_policy():
     return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 
+
+
+@keras.saving.register_keras_serializable(package="keras_regnet")
+class Conv2D(layers.Conv2D):
+    """``keras.layers.Conv2D`` whose 1x1 convolutions run as a matrix product where XLA compiles for a CPU.
+
+    Same variables, arguments, saved config and numerics as Keras's layer
+    (whose name it keeps, so that ``.weights.h5`` keys stay the same); XLA's
+    CPU convolution is slow, its matrix product is not
+    (:func:`~keras_regnet.architecture.kernels.pointwise_conv_as_matmul`).
+    """
+
+    def convolution_op(self, inputs, kernel):
+        pointwise = self.kernel_size == (1, 1) and self.dilation_rate == (1, 1) and self.groups == 1
+        if pointwise and pointwise_conv_as_matmul():
+            return pointwise_conv(inputs, kernel, self.strides, self.data_format)
+        return super().convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="keras_regnet")
@@ -163,7 +182,7 @@ def conv_bn(x, filters, kernel_size, *, name, stride=1, groups=1, activation=Tru
             padding = "same"  # symmetric for odd kernels at stride 1
         else:
             x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-    x = (GroupedConv2D if groups > 1 else layers.Conv2D)(
+    x = (GroupedConv2D if groups > 1 else Conv2D)(
         filters,
         kernel_size,
         strides=stride,
