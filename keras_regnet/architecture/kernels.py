@@ -15,8 +15,9 @@ Keras 3's own ops are correct everywhere but slow in two places on CPU:
   gradient) that also returns PyTorch's unbiased variance
   (:func:`fused_batch_norm_training`; in float32 for bfloat16 inputs on
   CPU, where oneDNN's bfloat16 BatchNorm is a slow generic kernel).  In
-  inference the fused op is what TensorFlow folds into the convolution before it, and it takes bfloat16
-  without casts (:func:`fused_batch_norm_inference`).
+  inference the fused op is what TensorFlow folds into the convolution
+  before it, and it takes bfloat16 without casts
+  (:func:`fused_batch_norm_inference`).
 
 Every kernel gives the same numbers as the portable Keras ops up to float
 rounding order; tests/test_grouped_conv_kernel.py and tests/test_fast_paths.py
@@ -263,11 +264,16 @@ def pointwise_conv_as_matmul() -> bool:
     backend = keras.backend.backend()
     if backend == "jax":
         return _jax_on_one_cpu()
-    if backend == "tensorflow" and _tensorflow_compiling_with_xla():
-        import tensorflow as tf
-
-        return not tf.config.list_logical_devices("GPU")
+    if backend == "tensorflow":
+        return _tensorflow_compiling_with_xla() and _tensorflow_without_gpu()
     return False
+
+
+def _tensorflow_without_gpu() -> bool:
+    """Whether TensorFlow sees no GPU, so its ops run on the CPU."""
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
 
 
 def _jax_on_one_cpu() -> bool:
@@ -346,7 +352,7 @@ def fused_batch_norm_training(inputs, gamma, beta, epsilon: float):
     import tensorflow as tf
 
     dtype = keras.backend.standardize_dtype(inputs.dtype)
-    if dtype == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+    if dtype == "bfloat16" and _tensorflow_without_gpu():
         inputs = tf.cast(inputs, "float32")
     outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
         inputs, ops.cast(gamma, "float32"), ops.cast(beta, "float32"), epsilon=epsilon, is_training=True, data_format="NHWC"
