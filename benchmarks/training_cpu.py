@@ -15,7 +15,8 @@ Inference (``--task inference``): RegNetY-800MF, batch 32 at 224x224,
 
 Each contender runs in its own fresh process, contenders alternate for
 ``--rounds`` rounds, and the median images/s of each is reported with its
-ratio to pycls fp32 and to keras-tf-fp32, all from the same run::
+ratio to pycls fp32 and to keras-tf-fp32, and the same ratios round by round
+(the JSON also records the CPU's AVX-512/bf16/AMX flags), all from the same run::
 
     python benchmarks/training_cpu.py --rounds 5 --json benchmarks/results/training_cpu.json
     python benchmarks/training_cpu.py --task inference --rounds 5
@@ -215,12 +216,41 @@ def run_fresh(contender, task, steps, warmup, threads=None):
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def table(medians):
-    lines = ["| contender | images/s (median) | vs pycls fp32 | vs keras-tf-fp32 |", "|---|---:|---:|---:|"]
+REFERENCES = ("pycls-fp32", "keras-tf-fp32")
+
+
+def per_round_ratios(results):
+    """Each contender's images/s over each reference's, round by round (same round, same machine state)."""
+    return {
+        name: {ref: [a / b for a, b in zip(values, results[ref])] for ref in REFERENCES if ref in results}
+        for name, values in results.items()
+    }
+
+
+def table(results):
+    """Markdown: median images/s, the ratio of medians and the per-round ratios to each reference."""
+    medians = {c: statistics.median(v) for c, v in results.items()}
+    ratios = per_round_ratios(results)
+    lines = [
+        "| contender | images/s (median) | vs pycls fp32 | vs keras-tf-fp32 "
+        "| per round vs pycls fp32 | per round vs keras-tf-fp32 |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for name, value in medians.items():
-        ratios = [f"{value / medians[ref]:.2f}x" if ref in medians else "" for ref in ("pycls-fp32", "keras-tf-fp32")]
-        lines.append(f"| {name} | {value:.1f} | {ratios[0]} | {ratios[1]} |")
+        of_medians = [f"{value / medians[ref]:.2f}x" if ref in medians else "" for ref in REFERENCES]
+        rounds = [", ".join(f"{r:.2f}" for r in ratios[name].get(ref, [])) if ref != name else "" for ref in REFERENCES]
+        lines.append(f"| {name} | {value:.1f} | {of_medians[0]} | {of_medians[1]} | {rounds[0]} | {rounds[1]} |")
     return "\n".join(lines)
+
+
+def cpu_flags():
+    """The CPU features that decide which bf16 kernels run (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if flag in flags]
 
 
 def main(argv=None) -> dict:
@@ -239,10 +269,11 @@ def main(argv=None) -> dict:
             results[contender].append(run_fresh(contender, args.task, args.steps, args.warmup, args.threads))
             print(f"round {round_ + 1}: {contender} {results[contender][-1]:.1f} img/s", flush=True)
     medians = {c: statistics.median(v) for c, v in results.items()}
-    print(table(medians))
+    print(table(results))
     record = {"task": args.task, "model": TASKS[args.task], "rounds": results, "median": medians,
-              "threads": args.threads, "steps": args.steps, "warmup": args.warmup,
-              "machine": platform.processor() or platform.machine(), "python": platform.python_version()}
+              "per_round_ratio": per_round_ratios(results), "threads": args.threads, "steps": args.steps,
+              "warmup": args.warmup, "machine": platform.processor() or platform.machine(),
+              "cpu_flags": cpu_flags(), "python": platform.python_version()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
