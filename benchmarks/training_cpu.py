@@ -227,10 +227,8 @@ def per_round_ratios(results):
     }
 
 
-def table(results):
-    """Markdown: median images/s, the ratio of medians and the per-round ratios to each reference."""
-    medians = {c: statistics.median(v) for c, v in results.items()}
-    ratios = per_round_ratios(results)
+def table(medians, ratios):
+    """Markdown: median images/s, the ratio of medians and the per-round ratios (:func:`per_round_ratios`)."""
     lines = [
         "| contender | images/s (median) | vs pycls fp32 | vs keras-tf-fp32 "
         "| per round vs pycls fp32 | per round vs keras-tf-fp32 |",
@@ -269,9 +267,10 @@ def main(argv=None) -> dict:
             results[contender].append(run_fresh(contender, args.task, args.steps, args.warmup, args.threads))
             print(f"round {round_ + 1}: {contender} {results[contender][-1]:.1f} img/s", flush=True)
     medians = {c: statistics.median(v) for c, v in results.items()}
-    print(table(results))
+    ratios = per_round_ratios(results)
+    print(table(medians, ratios))
     record = {"task": args.task, "model": TASKS[args.task], "rounds": results, "median": medians,
-              "per_round_ratio": per_round_ratios(results), "threads": args.threads, "steps": args.steps,
+              "per_round_ratio": ratios, "threads": args.threads, "steps": args.steps,
               "warmup": args.warmup, "machine": platform.processor() or platform.machine(),
               "cpu_flags": cpu_flags(), "python": platform.python_version()}
     if args.json:
