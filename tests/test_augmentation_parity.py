@@ -283,7 +283,7 @@ def to_pycls_imagenet(ours):
 
 
 def test_imagenet_training_image_equals_pycls_loader(t, recorder, monkeypatch):
-    monkeypatch.setattr(pycls_cfg.TRAIN, "IM_SIZE", SIZE)
+    monkeypatch.setitem(pycls_cfg.TRAIN, "IM_SIZE", SIZE)
     recipe, prepare = Recipe(image_size=SIZE, pca_lighting=0.1), imagenet_loader(SIZE)
     sd = np.array(pycls_imagenet._SD)[:, None, None]
     for shape in [(48, 60), (60, 48), (20, 200)]:
@@ -327,7 +327,7 @@ def test_cifar_training_image_equals_pycls_loader(t, recorder, monkeypatch):
     its own CIFAR constants that is the CIFAR mean; our models subtract the
     ImageNet mean, so the same loader with those constants is the reference.
     """
-    monkeypatch.setattr(pycls_cfg.TRAIN, "IM_SIZE", 32)
+    monkeypatch.setitem(pycls_cfg.TRAIN, "IM_SIZE", 32)
     monkeypatch.setattr(pycls_cifar10, "_MEAN", [255.0 * m for m in preprocessing.IMAGENET_MEAN])
     monkeypatch.setattr(pycls_cifar10, "_SD", [255.0 * s for s in preprocessing.IMAGENET_STD])
     assert geometry.CIFAR_FILL == tuple(pycls_cifar10._MEAN) and geometry.CIFAR_PAD == 4
