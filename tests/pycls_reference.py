@@ -15,13 +15,14 @@ import torch
 
 from keras_regnet.architecture.config import AnyNetConfig
 from keras_regnet.architecture.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_regnet.weights.convert.torch_state import torch_module_name
 
 
 def set_pycls_cfg(config, num_classes=1000):
     cfg = pycls_config.cfg
     cfg.MODEL.TYPE = "regnet"
     cfg.MODEL.NUM_CLASSES = num_classes
-    cfg.REGNET.STEM_TYPE = "simple_stem_in"
+    cfg.REGNET.STEM_TYPE = "simple_stem_in" if config.stem_stride == 2 else "res_stem_cifar"
     cfg.REGNET.STEM_W = config.stem_width
     cfg.REGNET.BLOCK_TYPE = "res_bottleneck_block"
     cfg.REGNET.STRIDE = 2
@@ -96,8 +97,27 @@ def pycls_logits(model, rgb_images):
     x = (rgb_images / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     x = np.ascontiguousarray(x[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
     with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+        return model(torch.from_numpy(x)).float().numpy()  # float(): under autocast the head answers bfloat16
 
 
 def state_numpy(model):
     return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+
+
+def pycls_state_of(keras_model):
+    """A Keras RegNet's weights as a pycls ``state_dict`` (torch tensors): ``set_torch_state``'s inverse."""
+    state = {}
+    for layer in keras_model.layers:
+        module, values = torch_module_name(layer.name), [np.asarray(v) for v in layer.get_weights()]
+        if not values:
+            continue
+        if layer.__class__.__name__ == "BatchNormalization":
+            state.update({f"{module}.{p}": v for p, v in zip(("weight", "bias", "running_mean", "running_var"), values)})
+            continue
+        kernel = values[0]
+        if kernel.ndim == 4:
+            kernel = kernel[:, :, ::-1, :] if layer.name == "stem_conv" else kernel  # RGB -> pycls's BGR
+            kernel = kernel.transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
+        state[f"{module}.weight"] = kernel if kernel.ndim == 4 else kernel.T
+        state.update({f"{module}.bias": values[1]} if len(values) > 1 else {})
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
