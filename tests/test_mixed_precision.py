@@ -100,7 +100,8 @@ def test_bf16_agrees_with_fp32_as_often_as_pytorch_autocast_on_the_same_weights(
     model = load_keras_model(RECORDED_MAIN_JOB_MODEL)
     reference.set_pycls_cfg(dataclasses.replace(lookup("RegNetX-200MF").config, stem_stride=1), num_classes=10)
     pycls_model = pycls_regnet.RegNet().eval()
-    pycls_model.load_state_dict(reference.pycls_state_of(model), strict=False)  # strict=False: num_batches_tracked
+    missing, unexpected = pycls_model.load_state_dict(reference.pycls_state_of(model), strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     pycls_fp32 = reference.pycls_logits(pycls_model, images)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         pycls_bf16 = reference.pycls_logits(pycls_model, images)
