@@ -38,6 +38,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = 1e-5
+# JAX with BatchNorm training: 1 device runs the per-group and 1x1-as-matmul kernels, 2 devices XLA's own
+# convolutions, and BatchNorm training amplifies their rounding differences over the 4 steps: 1.3e-5 measured
+# on an Intel Xeon with AMX (below 1e-5 on an AMD EPYC). The bug this guards against was 2.6-4e-2.
+JAX_BN_TRAINING_TOLERANCE = 1e-4
 BACKENDS = ("tensorflow", "jax")
 
 
@@ -144,7 +148,7 @@ def test_tensorflow_precise_batchnorm_resynchronises_the_replicas(results):
 def test_jax_data_parallel_batchnorm_statistics_are_global(results):
     one, two = weights(results["jax"], "train-1"), weights(results["jax"], "train-2")
     worst, error = worst_error(two, one)
-    assert error <= TOLERANCE, f"{worst}: {error:.2e}"
+    assert error <= JAX_BN_TRAINING_TOLERANCE, f"{worst}: {error:.2e}"
 
 
 def test_tensorflow_second_mirrored_strategy_in_one_process(results):

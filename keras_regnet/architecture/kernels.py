@@ -27,6 +27,8 @@ check outputs and gradients on every path.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 
 import keras
 from keras import ops
@@ -276,6 +278,33 @@ def _tensorflow_without_gpu() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
+# jaxlib 0.10's YNNPACK reduction fusion lost precision on an Intel Xeon with AMX: 4 training steps
+# of a small RegNet ended 4% away from float64 (TensorFlow: 2e-5); without it, 5e-6
+# (tests/test_distribution_exact.py). Only jaxlib 0.10 is known to have the flag: XLA aborts on unknown flags.
+YNN_REDUCE_FUSION_OFF = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
+
+
+def keep_jax_cpu_reductions_exact(environ=os.environ) -> str:
+    """Turn off jaxlib 0.10's YNNPACK reduction fusion (``XLA_FLAGS``) before JAX starts its backends.
+
+    Returns what was done: ``"set"``, ``"kept"`` (``XLA_FLAGS`` already
+    names a YNN fusion setting, or another jaxlib), or ``"too late"`` (JAX's
+    backends had started; a warning says how to set it).
+    """
+    import jaxlib
+    from jax._src import xla_bridge
+
+    flags = environ.get("XLA_FLAGS", "")
+    if "ynn_fusion_type" in flags or not jaxlib.__version__.startswith("0.10."):
+        return "kept"
+    if xla_bridge.backends_are_initialized():
+        warnings.warn(f"JAX started before keras_regnet was imported; for exact float32 training on CPU, "
+                      f"start the process with XLA_FLAGS='{YNN_REDUCE_FUSION_OFF}' (docs/training.md).", stacklevel=2)
+        return "too late"
+    environ["XLA_FLAGS"] = f"{flags} {YNN_REDUCE_FUSION_OFF}".strip()
+    return "set"
+
+
 def _jax_on_one_cpu() -> bool:
     import jax
 
@@ -298,6 +327,8 @@ def _jax_grouped_conv(inputs, kernel, strides=1, padding="valid", data_format=No
 
 register_native_grouped_conv("tensorflow", _tensorflow_grouped_conv, _tensorflow_has_native_grouped_conv)
 register_native_grouped_conv("jax", _jax_grouped_conv)
+if keras.backend.backend() == "jax":
+    keep_jax_cpu_reductions_exact()
 
 FUSED_BATCH_NORM_DTYPES = ("float32", "bfloat16", "float16")
 
