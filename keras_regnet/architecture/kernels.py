@@ -278,9 +278,9 @@ def _tensorflow_without_gpu() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
-# jaxlib 0.10's YNNPACK reduction fusion lost precision on an Intel Xeon with AMX: 4 training steps
-# of a small RegNet ended 4% away from float64 (TensorFlow: 2e-5); without it, 5e-6
-# (tests/test_distribution_exact.py). Only jaxlib 0.10 is known to have the flag: XLA aborts on unknown flags.
+# jaxlib 0.10's YNNPACK reduction fusion lost precision on an Intel Xeon with AMX: 2 training steps
+# of a small RegNet ended 8.7e-4 away from float64, 4 steps 4e-2 (TensorFlow: 2e-5); without it,
+# 3e-6 and 4.5e-4 (tests/test_distribution_exact.py). Only jaxlib 0.10 is known to have the flag: XLA aborts on unknown flags.
 YNN_REDUCE_FUSION_OFF = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
 
 
